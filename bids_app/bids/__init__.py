@@ -1,0 +1,1 @@
+"""BIDS input: discovery of acquisition units with pybids, header-level checks, validation."""

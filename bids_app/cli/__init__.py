@@ -1,0 +1,1 @@
+"""Command-line interface (thin): argument parsing in ``parser``, the entry point in ``run``."""

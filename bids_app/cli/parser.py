@@ -1,0 +1,179 @@
+"""Argument parser of ``qsmapp`` (BIDS Apps contract, SPEC §2).
+
+Options that are processing settings default to ``argparse.SUPPRESS`` so that only the options a
+user actually typed override the premade and the ``--config-file``. Every hyphenated option also
+accepts its QSMxT-style underscore spelling (``--two-pass`` and ``--two_pass``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import __version__
+from ..config import settings as S
+from ..config.premades import PREMADE_DESCRIPTIONS, PREMADES
+from ..errors import UsageError
+
+SUPPRESS = argparse.SUPPRESS
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors exit 64 through :class:`UsageError` (not argparse's 2)."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        raise UsageError(f"{message}", hint="see `qsmapp --help`")
+
+
+def parse_bool(text) -> bool:
+    value = str(text).strip().lower()
+    if value in ("on", "true", "yes", "1", "y"):
+        return True
+    if value in ("off", "false", "no", "0", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on/off, got {text!r}")
+
+
+def _optional_float(text):
+    return None if str(text).lower() in ("none", "off") else float(text)
+
+
+def _bf_algorithm(text):
+    return None if str(text).lower() in ("none", "off") else str(text)
+
+
+def _add(group, name, **kwargs):
+    """Add ``--name`` plus its underscore alias."""
+    flags = [f"--{name}"]
+    if "-" in name:
+        flags.append(f"--{name.replace('-', '_')}")
+    group.add_argument(*flags, **kwargs)
+
+
+def _setting(group, name, **kwargs):
+    kwargs.setdefault("default", SUPPRESS)
+    kwargs.setdefault("dest", name.replace("-", "_"))
+    _add(group, name, **kwargs)
+
+
+def _flag(group, name, help):
+    """A boolean setting written ``--name``, ``--name on`` or ``--name off``."""
+    _setting(group, name, type=parse_bool, nargs="?", const=True, metavar="on|off", help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="qsmapp",
+        description=(
+            "qsmapp: quantitative susceptibility mapping (QSM), SWI, T2*/R2* maps and segmentation "
+            "of GRE MRI in a BIDS dataset, as a BIDS App."
+        ),
+        epilog=(
+            "Exit codes: 0 ok; 1 unspecified error; 16 dataset failed validation; 17 unknown analysis "
+            "level; 18 selection matched nothing; 64 bad usage; 65 bad data; 66 no usable input; "
+            "73 cannot create output."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="root folder of the input BIDS dataset (read-only)")
+    parser.add_argument(
+        "output_dir",
+        type=Path,
+        help="output derivatives folder (conventionally BIDS_DIR/derivatives/qsmapp); must differ from BIDS_DIR",
+    )
+    parser.add_argument(
+        "analysis_level",
+        help="'participant' processes each acquisition; 'group' builds the template and group tables",
+    )
+    parser.add_argument("--version", action="version", version=f"qsmapp {__version__}")
+
+    sel = parser.add_argument_group("selection of the data to process")
+    _add(sel, "participant-label", nargs="+", metavar="LABEL", help="subject labels (with or without 'sub-')")
+    _add(sel, "session-label", nargs="+", metavar="LABEL", help="session labels (with or without 'ses-')")
+    _add(sel, "acquisition-label", nargs="+", metavar="LABEL", help="acq entity values to process")
+    _add(sel, "run-label", nargs="+", metavar="LABEL", help="run entity values to process")
+    _add(
+        sel,
+        "bids-filter-file",
+        type=Path,
+        metavar="FILE",
+        help="JSON file of pybids queries, e.g. {\"gre\": {\"acquisition\": \"qsm\"}, \"t1w\": {\"run\": 1}}",
+    )
+
+    out = parser.add_argument_group("outputs and pipeline")
+    _setting(out, "outputs", nargs="+", metavar="OUTPUT", help=f"outputs to produce: {', '.join(S.OUTPUT_CHOICES)} (default: qsm)")
+    _setting(
+        out,
+        "premade",
+        metavar="NAME",
+        help="premade pipeline to start from, then overridden option by option: "
+        + "; ".join(f"{k}: {v}" for k, v in PREMADE_DESCRIPTIONS.items())
+        + " (default: default)",
+    )
+
+    mask = parser.add_argument_group("QSM masking")
+    _flag(mask, "use-existing-masks", "use brain masks from a derivatives folder of BIDS_DIR when present")
+    _setting(mask, "existing-masks-pipeline", metavar="PATTERN", help="derivatives folder name (glob) to take masks from (default: *)")
+    _setting(mask, "masking-algorithm", metavar="{threshold,bet}", help="threshold-based (needed for two-pass) or BET")
+    _setting(mask, "masking-input", metavar="{phase,magnitude}", help="threshold the ROMEO phase-quality map or the magnitude")
+    _flag(mask, "two-pass", "two-pass artefact reduction (Stewart et al. 2022)")
+    _setting(mask, "threshold-algorithm", metavar="{otsu,gaussian}", help="automatic threshold method")
+    _setting(mask, "threshold-value", nargs="+", type=float, metavar="V", help="fixed threshold: integer = absolute, 0-1 = histogram fraction; two values = per pass")
+    _setting(mask, "threshold-algorithm-factor", nargs="+", type=float, metavar="F", help="factor(s) applied to the automatic threshold (one per pass; default 1.5 1.3)")
+    _setting(mask, "filling-algorithm", metavar="{gaussian,morphological,both,bet,none}", help="hole filling of the threshold mask")
+    _setting(mask, "mask-erosions", nargs="+", type=int, metavar="N", help="erosions per pass (default 2 0)")
+    _flag(mask, "add-bet", "OR an eroded BET mask into the filled mask")
+    _setting(mask, "bet-fractional-intensity", type=float, metavar="F", help="BET fractional intensity (default 0.5)")
+    _flag(mask, "inhomogeneity-correction", "correct magnitude inhomogeneity before masking")
+
+    phase = parser.add_argument_group("QSM phase processing")
+    _setting(phase, "obliquity-threshold", type=float, metavar="DEG", help="resample to axial above this obliquity (degrees; -1 disables; default 10)")
+    _flag(phase, "combine-phase", "combine echoes into a B0 map (on) or average per-echo susceptibility maps (off)")
+    _setting(phase, "unwrapping-algorithm", metavar="{romeo,laplacian}", help="phase unwrapping")
+    _setting(phase, "bf-algorithm", type=_bf_algorithm, metavar="{pdf,vsharp,lbv,none}", help="background field removal")
+    _setting(phase, "qsm-algorithm", metavar="{rts,tv,tkd,tikhonov,tgv,nextqsm}", help="dipole inversion")
+    _setting(phase, "qsm-reference", nargs="+", metavar="REF", help="'mean', 'none', or segmentation label names/indices (e.g. CSF)")
+    _setting(phase, "b0-strength", type=_optional_float, metavar="TESLA", help="field strength when MagneticFieldStrength is missing from the sidecars")
+
+    algo = parser.add_argument_group("algorithm parameters")
+    _setting(algo, "vsharp-threshold", type=float, metavar="T", help="V-SHARP TSVD threshold (default 0.05)")
+    _setting(algo, "pdf-tol", type=float, metavar="TOL", help="PDF conjugate-gradient tolerance (default 1e-5)")
+    _setting(algo, "tkd-threshold", type=float, metavar="T", help="TKD truncation threshold (default 0.19)")
+    _setting(algo, "tikhonov-lambda", type=float, metavar="L", help="Tikhonov regularisation weight (default 0.05)")
+    _setting(algo, "rts-delta", type=float, metavar="D", help="RTS ill-conditioned cone threshold (default 0.15)")
+    _setting(algo, "rts-mu", type=float, metavar="MU", help="RTS TV weight (default 1e5)")
+    _setting(algo, "rts-rho", type=float, metavar="RHO", help="RTS ADMM penalty (default 10)")
+    _setting(algo, "rts-tol", type=float, metavar="TOL", help="RTS tolerance (default 1e-4)")
+    _setting(algo, "rts-max-iter", type=int, metavar="N", help="RTS iterations (default 20)")
+    _setting(algo, "tv-lambda", type=float, metavar="L", help="TV-ADMM regularisation weight (default 2.5e-4)")
+    _setting(algo, "tv-tol", type=float, metavar="TOL", help="TV-ADMM tolerance (default 1e-3)")
+    _setting(algo, "tv-max-iter", type=int, metavar="N", help="TV-ADMM iterations (default 250)")
+    _setting(algo, "tgv-alphas", nargs=2, type=float, metavar="A", help="TGV weights alpha1 alpha0 (default 0.0015 0.0005)")
+    _setting(algo, "tgv-iterations", type=int, metavar="N", help="TGV iterations (default 1000)")
+    _setting(algo, "tgv-erosions", type=int, metavar="N", help="TGV mask erosions (default 3)")
+
+    swi = parser.add_argument_group("SWI and T2*/R2*")
+    _setting(swi, "swi-phase-scaling", metavar="{tanh,negative,positive}", help="SWI phase mask (default tanh)")
+    _setting(swi, "swi-strength", type=float, metavar="S", help="SWI phase mask strength (default 4)")
+    _setting(swi, "swi-filter-sigma", nargs=3, type=float, metavar="SIGMA", help="SWI phase high-pass Gaussian sigma in voxels (default 4 4 0)")
+    _setting(swi, "swi-mip-slab", type=int, metavar="N", help="minIP slab thickness in slices (default 7)")
+    _setting(swi, "r2s-method", metavar="{arlo,numart2s,loglinear,nonlinear}", help="R2*/T2* estimation (default arlo)")
+
+    ex = parser.add_argument_group("execution")
+    _add(ex, "work-dir", type=Path, metavar="DIR", help="keep intermediate files here (default: a temporary folder, removed)")
+    _add(ex, "n-procs", type=int, default=1, metavar="N", help="acquisition units processed in parallel")
+    ex.add_argument("--nprocs", "--n-cpus", "--n_cpus", dest="n_procs", type=int, help=SUPPRESS)
+    _add(ex, "omp-nthreads", type=int, metavar="N", help="threads per unit (default: CPUs / n-procs)")
+    _add(ex, "mem", type=float, dest="mem_gb", metavar="GB", help="memory available; limits how many units run at once")
+    _add(ex, "config-file", type=Path, metavar="FILE", help="settings JSON saved by an earlier run (OUTPUT_DIR/logs/...settings.json)")
+    _add(ex, "skip-bids-validation", action="store_true", help="do not validate BIDS_DIR with bids-validator-deno")
+    _add(ex, "stop-on-first-crash", action="store_true", help="stop at the first failing unit")
+    ex.add_argument("--resume", dest="resume", action=argparse.BooleanOptionalAction, default=True,
+                    help="skip units whose outputs are complete for the same settings")
+    _add(ex, "dry-run", action="store_true", help="print the units found, their inputs and the steps that would run; process nothing")
+    ex.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv: debug; tracebacks)")
+    return parser
+
+
+def premade_names():
+    return tuple(PREMADES)

@@ -1,0 +1,178 @@
+"""Write BIDS derivatives (SPEC §4): names from source entities, NIfTI + JSON sidecars, TSV tables.
+
+Names are the unit's source entities (minus ``echo`` and ``part``) in BIDS order, then ``space-`` and
+``desc-`` when given, then the suffix: ``sub-01_ses-1_run-1_desc-singlepass_Chimap.nii.gz``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .. import __version__
+from ..errors import CannotCreateOutputError
+from .atomic import atomic_path, atomic_write_text
+
+CODE_URL = "https://github.com/qsmapp/qsmapp"
+CONTAINER_IMAGE = os.environ.get("QSMAPP_CONTAINER_IMAGE", "")
+
+# Derivative suffixes that BIDS does not define (yet); listed in .bidsignore.
+BIDSIGNORE = [
+    "*_swi.nii.gz",
+    "*_swi.json",
+    "*_minIP.nii.gz",
+    "*_minIP.json",
+    "*_roistats.tsv",
+    "*_roistats.json",
+    "*_xfm.*",
+    "*.html",
+    "figures/",
+    "logs/",
+    "group/",
+]
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def to_json(data) -> str:
+    return json.dumps(data, indent=2, default=_json_default) + "\n"
+
+
+class DerivativesWriter:
+    """Writes one derivatives dataset rooted at ``root`` (OUTPUT_DIR)."""
+
+    def __init__(self, root, *, bids_dir=None):
+        self.root = Path(root)
+        self.bids_dir = Path(bids_dir) if bids_dir is not None else None
+
+    # --- dataset level ----------------------------------------------------------------------
+    def init_dataset(self, *, source_name: str | None = None) -> None:
+        """Create OUTPUT_DIR with ``dataset_description.json`` and ``.bidsignore`` (idempotent)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".qsmapp-write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise CannotCreateOutputError(
+                f"cannot write to the output folder {self.root}: {exc.strerror or exc}",
+                hint="choose a writable OUTPUT_DIR (in a container, mount it without :ro)",
+            ) from None
+        description = {
+            "Name": f"qsmapp derivatives{f' of {source_name}' if source_name else ''}",
+            "BIDSVersion": "1.10.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [self.generated_by()],
+        }
+        if self.bids_dir is not None:
+            description["DatasetLinks"] = {"raw": self._raw_link()}
+        atomic_write_text(self.root / "dataset_description.json", to_json(description))
+        atomic_write_text(self.root / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
+
+    @staticmethod
+    def generated_by() -> dict:
+        entry = {"Name": "qsmapp", "Version": __version__, "CodeURL": CODE_URL}
+        if CONTAINER_IMAGE:
+            entry["Container"] = {"Type": "docker", "Tag": CONTAINER_IMAGE}
+        return entry
+
+    def _raw_link(self) -> str:
+        raw = self.bids_dir.resolve()
+        try:
+            relative = os.path.relpath(raw, self.root.resolve())
+        except ValueError:  # different drives
+            return raw.as_uri()
+        return relative if not relative.startswith("/") else raw.as_uri()
+
+    def source_uri(self, path) -> str:
+        """BIDS URI of an input file: ``bids:raw:sub-01/anat/...``."""
+        path = Path(path)
+        if self.bids_dir is None:
+            return str(path)
+        try:
+            relative = path.resolve().relative_to(self.bids_dir.resolve())
+        except ValueError:
+            return path.resolve().as_uri()
+        return f"bids:raw:{relative.as_posix()}"
+
+    # --- names --------------------------------------------------------------------------------
+    def unit_dir(self, unit) -> Path:
+        folder = self.root / f"sub-{unit.subject}"
+        if unit.session is not None:
+            folder = folder / f"ses-{unit.session}"
+        return folder / "anat"
+
+    def path(self, unit, suffix: str, *, desc=None, space=None, extension=".nii.gz") -> Path:
+        parts = [unit.name]
+        if space:
+            parts.append(f"space-{space}")
+        if desc:
+            parts.append(f"desc-{desc}")
+        parts.append(suffix)
+        return self.unit_dir(unit) / ("_".join(parts) + extension)
+
+    # --- files --------------------------------------------------------------------------------
+    def save_nifti(self, path, array, affine, *, sidecar: dict | None = None, dtype=np.float32,
+                   header=None) -> Path:
+        """Atomically write ``array`` as NIfTI (and its JSON sidecar first)."""
+        path = Path(path)
+        data = np.asarray(array)
+        if dtype is not None:
+            data = data.astype(dtype, copy=False)
+        image = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
+        if header is not None:
+            image.header.set_qform(header.get_qform(), code=int(header["qform_code"]) or 1)
+            image.header.set_sform(header.get_sform(), code=int(header["sform_code"]) or 1)
+        else:
+            image.header.set_qform(affine, code=1)
+            image.header.set_sform(affine, code=1)
+        image.header.set_xyzt_units("mm", "sec")
+        if sidecar is not None:
+            atomic_write_text(_sidecar_path(path), to_json(sidecar))
+        with atomic_path(path) as temp:
+            nib.save(image, str(temp))
+        return path
+
+    def save_json(self, path, data: dict) -> Path:
+        return atomic_write_text(path, to_json(data))
+
+    def save_tsv(self, path, rows: list, columns: list) -> Path:
+        """Atomically write a tab-separated table (``n/a`` for missing values)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_tsv_value(row.get(c)) for c in columns])
+        return atomic_write_text(path, buffer.getvalue())
+
+
+def _tsv_value(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) or isinstance(value, np.floating):
+        return "n/a" if not np.isfinite(value) else f"{float(value):.6g}"
+    return value
+
+
+def _sidecar_path(path: Path) -> Path:
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return path.with_name(name[: -len(ext)] + ".json")
+    return path.with_suffix(".json")

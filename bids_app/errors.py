@@ -1,0 +1,59 @@
+"""Errors a user can cause, each with the BIDS Apps exit code it maps to (SPEC §2).
+
+Raise these with a message that says what is wrong, where (the file), and how to fix it; the CLI
+prints the message on one line (no traceback unless ``--verbose``) and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_VALIDATION = 16
+EXIT_UNKNOWN_LEVEL = 17
+EXIT_NO_MATCH = 18
+EXIT_USAGE = 64
+EXIT_DATA = 65
+EXIT_NO_INPUT = 66
+EXIT_CANNOT_CREATE = 73
+
+
+class QsmappError(Exception):
+    """Base class: an error with a user-facing message and an exit code."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(QsmappError):
+    exit_code = EXIT_USAGE
+
+
+class UnknownLevelError(QsmappError):
+    exit_code = EXIT_UNKNOWN_LEVEL
+
+
+class ValidationError(QsmappError):
+    exit_code = EXIT_VALIDATION
+
+
+class NoMatchError(QsmappError):
+    exit_code = EXIT_NO_MATCH
+
+
+class DataError(QsmappError):
+    exit_code = EXIT_DATA
+
+
+class NoInputError(QsmappError):
+    exit_code = EXIT_NO_INPUT
+
+
+class CannotCreateOutputError(QsmappError):
+    exit_code = EXIT_CANNOT_CREATE

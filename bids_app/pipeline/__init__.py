@@ -1,0 +1,1 @@
+"""Orchestration: participant level (per acquisition unit) and group level."""
