@@ -1,0 +1,101 @@
+"""Entry point of ``qsmapp``: parse, resolve settings, hand over to the pipeline, map errors to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from ..config import Settings, load_settings_file, premade_settings
+from ..config.execution import ExecutionOptions, Selection
+from ..errors import EXIT_FAILURE, QsmappError, UnknownLevelError, UsageError
+from .parser import build_parser
+
+LOGGER = logging.getLogger("qsmapp")
+_EXECUTION_FIELDS = ("work_dir", "n_procs", "omp_nthreads", "mem_gb", "skip_bids_validation",
+                     "stop_on_first_crash", "resume", "verbose", "dry_run")
+_NON_SETTINGS = {"bids_dir", "output_dir", "analysis_level", "participant_label", "session_label",
+                 "acquisition_label", "run_label", "bids_filter_file", "config_file", *_EXECUTION_FIELDS}
+
+
+def resolve_settings(namespace) -> Settings:
+    """premade → --config-file → explicit command-line options (later wins)."""
+    given = {k: v for k, v in vars(namespace).items() if k not in _NON_SETTINGS}
+    from_file = load_settings_file(namespace.config_file) if namespace.config_file else {}
+    premade = given.get("premade") or from_file.get("premade") or "default"
+    settings = premade_settings(premade)
+    settings = settings.replace(**{k: v for k, v in from_file.items() if k != "premade"})
+    settings = settings.replace(**{k: v for k, v in given.items() if k != "premade"})
+    if "threshold_value" in given and "threshold_algorithm" not in given:
+        LOGGER.debug("fixed --threshold-value given: the automatic threshold algorithm is not used")
+    return settings.validate()
+
+
+def _configure_logging(verbose: int) -> int:
+    level = logging.DEBUG if verbose >= 2 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr, force=True)
+    for noisy in ("numba", "matplotlib", "bids", "nibabel", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return level
+
+
+def main(argv=None) -> int:
+    """Run ``qsmapp``; return the exit code (BIDS Apps codes, SPEC §2)."""
+    parser = build_parser()
+    verbose = 0
+    try:
+        try:
+            namespace = parser.parse_args(argv)
+        except SystemExit as exc:  # --help / --version: argparse printed and asked to exit
+            return int(exc.code or 0)
+        verbose = namespace.verbose
+        log_level = _configure_logging(verbose)
+        level = str(namespace.analysis_level).lower()
+        if level not in ("participant", "group"):
+            raise UnknownLevelError(
+                f"unknown analysis level {namespace.analysis_level!r}", hint="use 'participant' or 'group'"
+            )
+        settings = resolve_settings(namespace)
+        selection = Selection(
+            participant_label=namespace.participant_label,
+            session_label=namespace.session_label,
+            acquisition_label=namespace.acquisition_label,
+            run_label=namespace.run_label,
+        )
+        options = ExecutionOptions(**{k: getattr(namespace, k) for k in _EXECUTION_FIELDS})
+        if options.n_procs is None or options.n_procs < 1:
+            raise UsageError("--n-procs must be at least 1")
+        from ..bids.discovery import load_filters
+        from ..pipeline import orchestration
+
+        selection.bids_filters = load_filters(namespace.bids_filter_file)
+        command = ["qsmapp", *(sys.argv[1:] if argv is None else [str(a) for a in argv])]
+        return orchestration.run(
+            level=level,
+            bids_dir=Path(namespace.bids_dir),
+            output_dir=Path(namespace.output_dir),
+            settings=settings,
+            selection=selection,
+            options=options,
+            command=command,
+            log_level=log_level,
+        )
+    except QsmappError as exc:
+        if verbose:
+            LOGGER.exception("error")
+        print(f"qsmapp: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("qsmapp: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # pragma: no cover - a bug: say so, with the traceback on request
+        if verbose:
+            LOGGER.exception("unexpected error")
+        print(f"qsmapp: unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

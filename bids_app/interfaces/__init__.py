@@ -1,0 +1,1 @@
+"""Wrappers of external tools: BIDS validator, ANTs (antspyx), FastSurfer, NeXtQSM."""

@@ -1,0 +1,143 @@
+"""Participant level: process one acquisition unit (runs in a worker process)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..bids.existing_masks import find_existing_mask, load_existing_mask
+from ..bids.loading import load_gre
+from ..derivatives import DerivativesWriter
+from ..derivatives.atomic import remove_stale_temporaries
+from ..errors import DataError
+from . import resume
+from .execution import UnitResult
+from .progress import UnitProgress
+
+LOGGER = logging.getLogger("qsmapp")
+
+_QSM_REFERENCES = {
+    "rts": "Kames C, et al. NeuroImage 2018. doi:10.1016/j.neuroimage.2017.11.018",
+    "tv": "Bilgic B, et al. Magn Reson Med 2014. doi:10.1002/mrm.25029",
+    "tkd": "Shmueli K, et al. Magn Reson Med 2009. doi:10.1002/mrm.22135",
+    "tikhonov": "Bilgic B, et al. J Magn Reson Imaging 2014. doi:10.1002/jmri.24365",
+    "tgv": "Langkammer C, et al. NeuroImage 2015. doi:10.1016/j.neuroimage.2015.02.041",
+}
+
+
+def base_sidecar(task, writer: DerivativesWriter) -> dict:
+    info = task.info
+    sidecar = {
+        "Sources": [writer.source_uri(p) for p in info.unit.files()],
+        "SkullStripped": False,
+        "EchoTime": list(info.echo_times),
+        "B0Direction": list(info.b0_dir),
+        "Obliquity": round(info.obliquity, 3),
+        "GeneratedBy": [writer.generated_by()],
+    }
+    if info.field_strength is not None:
+        sidecar["MagneticFieldStrength"] = info.field_strength
+    return sidecar
+
+
+def _attach_unit_log(output_dir: Path, unit_name: str) -> logging.Handler:
+    path = Path(output_dir) / "logs" / "units" / f"{unit_name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    LOGGER.addHandler(handler)
+    return handler
+
+
+def process_unit(task) -> UnitResult:
+    info, settings = task.info, task.settings
+    unit = info.unit
+    fingerprint = settings.fingerprint()
+    if task.resume and resume.is_complete(task.output_dir, unit.name, unit.suffix, fingerprint):
+        return UnitResult(unit.name, "skipped", message="complete already")
+    resume.forget(task.output_dir, unit.name, unit.suffix)
+    writer = DerivativesWriter(task.output_dir, bids_dir=task.bids_dir)
+    remove_stale_temporaries(writer.unit_dir(unit), prefix=unit.name)
+    handler = _attach_unit_log(task.output_dir, unit.name)
+    progress = UnitProgress(unit.name)
+    try:
+        progress.info("qsmapp %s: %d echo(es), grid %s, outputs %s", __version__, info.n_echoes, info.shape,
+                      " ".join(settings.outputs))
+        outputs = _process(task, writer, progress)
+    finally:
+        LOGGER.removeHandler(handler)
+        handler.close()
+    resume.mark_complete(task.output_dir, unit.name, unit.suffix, fingerprint, outputs, progress.timings)
+    notes = list(info.notes)
+    return UnitResult(unit.name, "ok", message=f"{len(outputs)} file(s) written", outputs=[str(p) for p in outputs],
+                      notes=notes)
+
+
+def _process(task, writer, progress) -> list:
+    info, settings = task.info, task.settings
+    outputs_requested = set(settings.outputs)
+    needs_phase = bool(outputs_requested & {"qsm", "swi"})
+    with progress.step("load"):
+        data = load_gre(info, need_magnitude=True, need_phase=needs_phase)
+    for note in data.notes:
+        progress.warning("%s", note)
+    info.notes.extend(data.notes)
+    written = []
+    if "qsm" in outputs_requested:
+        written += _qsm_outputs(task, writer, data, progress)
+    if outputs_requested & {"swi", "t2s", "r2s"}:
+        from .contrasts import contrast_outputs
+
+        written += contrast_outputs(task, writer, data, progress, base_sidecar(task, writer))
+    return written
+
+
+def _qsm_outputs(task, writer, data, progress) -> list:
+    from .qsm import reconstruct
+
+    info, settings = task.info, task.settings
+    existing = None
+    if settings.use_existing_masks:
+        path = find_existing_mask(task.bids_dir, info.unit, settings.existing_masks_pipeline)
+        if path is not None:
+            progress.info("using existing mask %s", path)
+            existing = load_existing_mask(path, info.shape, info.affine)
+        else:
+            progress.warning("no existing mask found in derivatives/%s: computing one", settings.existing_masks_pipeline)
+    try:
+        result = reconstruct(data, info, settings, progress, existing_mask=existing)
+    except ValueError as exc:  # algorithm input checks: bad data for this unit
+        raise DataError(f"{info.unit.name}: {exc}") from None
+    sidecar = base_sidecar(task, writer)
+    qsm_parameters = {
+        "Units": "ppm",
+        "EstimationAlgorithm": settings.qsm_algorithm,
+        "EstimationReference": _QSM_REFERENCES.get(settings.qsm_algorithm, ""),
+        "Premade": settings.premade,
+        "UnwrappingAlgorithm": settings.unwrapping_algorithm,
+        "CombinePhase": settings.combine_phase,
+        "BackgroundFieldRemoval": settings.bf_algorithm,
+        "TwoPass": settings.two_pass,
+        "QSMReference": settings.qsm_reference,
+        "Parameters": {k: v for k, v in settings.to_dict().items()
+                       if k.split("_")[0] in ("rts", "tv", "tkd", "tikhonov", "tgv", "pdf", "vsharp")},
+        **result.parameters,
+    }
+    written = []
+    with progress.step("write QSM"):
+        chi_path = writer.path(info.unit, "Chimap")
+        written.append(writer.save_nifti(chi_path, result.chi, info.affine, sidecar={**sidecar, **qsm_parameters}))
+        if result.chi_single_pass is not None:
+            path = writer.path(info.unit, "Chimap", desc="singlepass")
+            written.append(writer.save_nifti(path, result.chi_single_pass, info.affine,
+                                             sidecar={**sidecar, **qsm_parameters, "TwoPass": False}))
+        mask_path = writer.path(info.unit, "mask", desc="brain")
+        written.append(writer.save_nifti(mask_path, result.mask, info.affine, dtype=np.uint8,
+                                         sidecar={"Sources": sidecar["Sources"], "Type": "Brain",
+                                                  **result.parameters}))
+    for path in list(written):
+        written.append(path.with_name(path.name.replace(".nii.gz", ".json")))
+    return written

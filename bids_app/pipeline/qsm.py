@@ -1,0 +1,143 @@
+"""QSM reconstruction of one unit from loaded GRE data (SPEC §5).
+
+masks → field (B0 map of all echoes, or per echo) → background removal → inversion → two-pass merge
+→ referencing. Pure orchestration of :mod:`bids_app.algorithms`; no file I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..algorithms import background, inversion
+from ..algorithms.echoes import b0_map, hz_to_ppm
+from ..algorithms.referencing import reference
+from ..config import Settings
+from ..errors import DataError
+from .masks import build_masks
+
+
+@dataclass
+class QsmResult:
+    chi: np.ndarray  # final map (two-pass merged and referenced), ppm
+    mask: np.ndarray  # final brain mask
+    chi_single_pass: np.ndarray | None = None
+    parameters: dict = field(default_factory=dict)
+
+
+def _field_maps_ppm(data, info, settings, mask, progress) -> list:
+    """Total field(s) in ppm: one B0 map of all echoes, or one field per echo (``--combine-phase off``)."""
+    tes = np.asarray(info.echo_times, dtype=np.float64)
+    magnitude = data.magnitude
+    if settings.combine_phase or len(tes) == 1:
+        with progress.step(f"B0 map ({settings.unwrapping_algorithm}, {len(tes)} echo(es))"):
+            field_hz = b0_map(data.phase, magnitude, tes, mask=mask, unwrapping=settings.unwrapping_algorithm,
+                              voxel_size=info.voxel_size)
+        return [hz_to_ppm(field_hz, info.field_strength)]
+    fields = []
+    for e in range(len(tes)):
+        with progress.step(f"field of echo {e + 1} ({settings.unwrapping_algorithm})"):
+            field_hz = b0_map(data.phase[..., e:e + 1], None if magnitude is None else magnitude[..., e:e + 1],
+                              tes[e:e + 1], mask=mask, unwrapping=settings.unwrapping_algorithm,
+                              voxel_size=info.voxel_size)
+        fields.append(hz_to_ppm(field_hz, info.field_strength))
+    return fields
+
+
+def _remove_background(field_ppm, mask, info, settings):
+    kwargs = dict(voxel_size=info.voxel_size, b0_dir=info.b0_dir)
+    if settings.bf_algorithm == "vsharp":
+        return background.vsharp(field_ppm, mask, threshold=settings.vsharp_threshold, **kwargs)
+    if settings.bf_algorithm == "pdf":
+        return background.pdf(field_ppm, mask, tol=settings.pdf_tol, **kwargs)
+    return background.lbv(field_ppm, mask, **kwargs)
+
+
+def _invert(local_ppm, mask, info, settings):
+    kwargs = dict(voxel_size=info.voxel_size, b0_dir=info.b0_dir)
+    name = settings.qsm_algorithm
+    if name == "rts":
+        return inversion.rts(local_ppm, mask, delta=settings.rts_delta, mu=settings.rts_mu, rho=settings.rts_rho,
+                             tol=settings.rts_tol, max_iter=settings.rts_max_iter, **kwargs)
+    if name == "tv":
+        return inversion.tv(local_ppm, mask, lam=settings.tv_lambda, tol=settings.tv_tol,
+                            max_iter=settings.tv_max_iter, **kwargs)
+    if name == "tkd":
+        return inversion.tkd(local_ppm, mask, threshold=settings.tkd_threshold, **kwargs)
+    if name == "tikhonov":
+        return inversion.tikhonov(local_ppm, mask, lam=settings.tikhonov_lambda, **kwargs)
+    raise ValueError(f"{name} is not a dipole-inversion method")
+
+
+def _tgv(data, info, settings, mask, fields_ppm):
+    """TGV from wrapped phase: per echo, or from the combined B0 map re-wrapped at the mean echo time."""
+    kwargs = dict(voxel_size=info.voxel_size, field_strength=info.field_strength, b0_dir=info.b0_dir,
+                  alpha=tuple(settings.tgv_alphas), iterations=settings.tgv_iterations,
+                  erosions=settings.tgv_erosions)
+    tes = info.echo_times
+    if fields_ppm is not None:  # combined: wrap the B0 map's phase at a representative echo time
+        te = float(np.mean(tes))
+        from ..algorithms.echoes import ppm_to_hz
+
+        phase = np.angle(np.exp(2j * np.pi * ppm_to_hz(fields_ppm[0], info.field_strength) * te)).astype(np.float32)
+        return inversion.tgv(phase, mask, echo_time=te, **kwargs)
+    maps = [inversion.tgv(data.phase[..., e], mask, echo_time=tes[e], **kwargs) for e in range(len(tes))]
+    return np.mean(maps, axis=0).astype(np.float32)
+
+
+def _reconstruct_pass(data, info, settings, mask, progress, label) -> tuple[np.ndarray, np.ndarray]:
+    """One QSM pass with ``mask``; returns (χ ppm, mask of valid χ voxels)."""
+    if settings.qsm_algorithm == "nextqsm":
+        raise DataError("the NeXtQSM backend is not available in this installation",
+                        hint="install the optional backend (pip install qsmapp[nextqsm]) or use --qsm-algorithm rts")
+    if settings.qsm_algorithm == "tgv":
+        fields = _field_maps_ppm(data, info, settings, mask, progress) if settings.combine_phase and info.n_echoes > 1 else None
+        with progress.step(f"{label}: TGV"):
+            chi = _tgv(data, info, settings, mask, fields)
+        return chi, mask & (chi != 0)
+    fields = _field_maps_ppm(data, info, settings, mask, progress)
+    chis, masks = [], []
+    for index, field_ppm in enumerate(fields):
+        with progress.step(f"{label}: background removal ({settings.bf_algorithm})"):
+            local, local_mask = _remove_background(field_ppm, mask, info, settings)
+        if not local_mask.any():
+            raise DataError("background removal left an empty mask (the brain mask is too small or thin)",
+                            hint="use fewer --mask-erosions or --bf-algorithm pdf")
+        with progress.step(f"{label}: inversion ({settings.qsm_algorithm})"):
+            chis.append(_invert(local, local_mask, info, settings))
+        masks.append(local_mask)
+    final_mask = np.logical_and.reduce(masks)
+    return np.where(final_mask, np.mean(chis, axis=0), 0).astype(np.float32), final_mask
+
+
+def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None) -> QsmResult:
+    if data.phase is None:
+        raise DataError(f"{info.unit.name}: no phase images, QSM is impossible")
+    if info.field_strength is None:
+        raise DataError(f"{info.unit.name}: MagneticFieldStrength unknown", hint="pass --b0-strength")
+    with progress.step("masking"):
+        pass_masks = build_masks(data, info, settings, existing=existing_mask)
+    chi1, mask1 = _reconstruct_pass(data, info, settings, pass_masks.masks[0], progress, "pass 1")
+    chi_single = None
+    chi, mask = chi1, mask1
+    if settings.two_pass and len(pass_masks.masks) > 1:
+        reliable = pass_masks.masks[1] & mask1
+        chi2, mask2 = _reconstruct_pass(data, info, settings, reliable, progress, "pass 2")
+        # Stewart 2022: χ₂ inside the reliable mask, χ₁ elsewhere (the holes and the rim).
+        chi = np.where(mask2, chi2, chi1).astype(np.float32)
+        chi_single = chi1
+    with progress.step(f"referencing ({' '.join(settings.qsm_reference)})"):
+        chi = _reference(chi, mask, settings)
+        if chi_single is not None:
+            chi_single = _reference(chi_single, mask, settings)
+    parameters = dict(pass_masks.parameters)
+    return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=parameters)
+
+
+def _reference(chi, mask, settings):
+    method = settings.qsm_reference
+    if method == ["mean"] or method == ["none"]:
+        return reference(chi, mask, method=method[0])
+    raise DataError("referencing to segmentation labels needs --outputs seg (not available for this unit)",
+                    hint="use --qsm-reference mean")
