@@ -1,0 +1,69 @@
+"""Derivatives writer: names, atomic writes, sidecars, dataset description."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_app.derivatives.atomic import TEMP_MARKER, atomic_path, remove_stale_temporaries
+from bids_app.derivatives.writer import DerivativesWriter
+
+UNIT = SimpleNamespace(subject="01", session="2", name="sub-01_ses-2_acq-qsm_run-1")
+
+
+def test_names_follow_bids_order(tmp_path):
+    writer = DerivativesWriter(tmp_path / "out")
+    path = writer.path(UNIT, "Chimap", desc="singlepass", space="T1w")
+    assert path == tmp_path / "out/sub-01/ses-2/anat/sub-01_ses-2_acq-qsm_run-1_space-T1w_desc-singlepass_Chimap.nii.gz"
+
+
+def test_save_nifti_writes_image_and_sidecar_atomically(tmp_path):
+    writer = DerivativesWriter(tmp_path / "out")
+    path = writer.path(UNIT, "Chimap")
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    writer.save_nifti(path, np.ones((4, 4, 4)), affine, sidecar={"Units": "ppm", "EchoTime": np.array([0.004])})
+    image = nib.load(str(path))
+    assert image.get_fdata().shape == (4, 4, 4) and np.allclose(image.affine, affine)
+    assert json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text()) == {
+        "Units": "ppm", "EchoTime": [0.004]}
+    assert not list(path.parent.glob(f"*{TEMP_MARKER}*"))
+
+
+def test_interrupted_write_leaves_no_final_file(tmp_path):
+    target = tmp_path / "x.nii.gz"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temp:
+            temp.write_bytes(b"partial")
+            raise RuntimeError("killed")
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    (tmp_path / f".sub-01_Chimap.nii.gz{TEMP_MARKER}abc.nii.gz").write_bytes(b"x")
+    (tmp_path / "sub-01_Chimap.nii.gz").write_bytes(b"y")
+    assert remove_stale_temporaries(tmp_path, prefix="sub-01") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["sub-01_Chimap.nii.gz"]
+
+
+def test_dataset_description(tmp_path):
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    writer = DerivativesWriter(bids / "derivatives" / "qsmapp", bids_dir=bids)
+    writer.init_dataset(source_name="study")
+    description = json.loads((bids / "derivatives/qsmapp/dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "qsmapp"
+    assert description["DatasetLinks"]["raw"] == "../.."
+    assert writer.source_uri(bids / "sub-01/anat/x.nii.gz") == "bids:raw:sub-01/anat/x.nii.gz"
+    assert "*_swi.nii.gz" in (bids / "derivatives/qsmapp/.bidsignore").read_text()
+
+
+def test_tsv(tmp_path):
+    writer = DerivativesWriter(tmp_path)
+    path = writer.save_tsv(tmp_path / "t.tsv", [{"index": 1, "mean": 0.1234567}, {"index": 2, "mean": np.nan}],
+                           ["index", "mean"])
+    assert path.read_text() == "index\tmean\n1\t0.123457\n2\tn/a\n"
