@@ -96,6 +96,7 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     writer = DerivativesWriter(output_dir, bids_dir=bids_dir)
     writer.init_dataset(source_name=layout.description.get("Name") if layout.description else None)
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    run_log = _attach_run_log(output_dir, run_id)
     work_root, remove_work = _work_root(options, run_id)
     LOGGER.info("qsmapp %s: %d unit(s) to process, %d failed the input checks; outputs in %s",
                 __version__, len(infos), len(failures), output_dir)
@@ -113,6 +114,8 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     finally:
         if remove_work:
             shutil.rmtree(work_root, ignore_errors=True)
+        LOGGER.removeHandler(run_log)
+        run_log.close()
     results = failures + results
     write_run_provenance(output_dir, run_id=run_id, settings=settings, command=command, results=results,
                          citations=planning.citation_keys(settings, results))
@@ -123,6 +126,15 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         failed = [r.name for r in results if r.status == "failed"]
         LOGGER.error("%d unit(s) failed: %s (details above and in %s/logs/)", len(failed), ", ".join(failed), output_dir)
     return code
+
+
+def _attach_run_log(output_dir: Path, run_id: str) -> logging.Handler:
+    path = Path(output_dir) / "logs" / f"run-{run_id}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    LOGGER.addHandler(handler)
+    return handler
 
 
 def _work_root(options: ExecutionOptions, run_id: str) -> tuple[Path, bool]:
