@@ -7,18 +7,18 @@ import numpy as np
 from ..errors import DataError
 
 
-def contrast_outputs(task, writer, data, progress, sidecar) -> list:
+def contrast_outputs(task, writer, data, progress, sidecar, qc) -> list:
     info, settings = task.info, task.settings
     requested = set(settings.outputs)
     written = []
     if "swi" in requested:
-        written += _swi(task, writer, data, progress, sidecar)
+        written += _swi(task, writer, data, progress, sidecar, qc)
     if requested & {"t2s", "r2s"}:
-        written += _relaxometry(task, writer, data, progress, sidecar)
+        written += _relaxometry(task, writer, data, progress, sidecar, qc)
     return written + [p.with_name(p.name.replace(".nii.gz", ".json")) for p in written]
 
 
-def _swi(task, writer, data, progress, sidecar) -> list:
+def _swi(task, writer, data, progress, sidecar, qc) -> list:
     from ..algorithms.swi import clearswi, minimum_intensity_projection
 
     info, settings = task.info, task.settings
@@ -30,6 +30,7 @@ def _swi(task, writer, data, progress, sidecar) -> list:
                        phase_scaling=settings.swi_phase_scaling, strength=settings.swi_strength,
                        filter_sigma=tuple(settings.swi_filter_sigma))
         mip = minimum_intensity_projection(swi, slab=settings.swi_mip_slab, axis=2)
+    qc["swi"] = swi
     parameters = {"EstimationAlgorithm": "CLEAR-SWI", "EstimationReference": "doi:10.1016/j.neuroimage.2021.118175",
                   "PhaseScaling": settings.swi_phase_scaling, "PhaseScalingStrength": settings.swi_strength,
                   "HighPassSigmaVoxels": list(settings.swi_filter_sigma), "Units": "arbitrary"}
@@ -40,7 +41,7 @@ def _swi(task, writer, data, progress, sidecar) -> list:
     return [swi_path, mip_path]
 
 
-def _relaxometry(task, writer, data, progress, sidecar) -> list:
+def _relaxometry(task, writer, data, progress, sidecar, qc) -> list:
     from ..algorithms.relaxometry import r2star
 
     info, settings = task.info, task.settings
@@ -52,6 +53,7 @@ def _relaxometry(task, writer, data, progress, sidecar) -> list:
     with progress.step(f"R2* ({settings.r2s_method})"):
         r2s, failures = r2star(data.magnitude, np.asarray(info.echo_times), method=settings.r2s_method,
                                return_failures=True)
+    qc["r2star"] = r2s
     if failures:
         progress.warning("R2* fit failed in %d voxel(s) (set to 0)", int(failures))
     parameters = {"EstimationAlgorithm": settings.r2s_method, "FitFailures": int(failures)}

@@ -117,6 +117,7 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         LOGGER.removeHandler(run_log)
         run_log.close()
     results = failures + results
+    _write_reports(output_dir, {info.unit.subject for info in infos})
     write_run_provenance(output_dir, run_id=run_id, settings=settings, command=command, results=results,
                          citations=planning.citation_keys(settings, results))
     table = summary_table(results)
@@ -126,6 +127,16 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         failed = [r.name for r in results if r.status == "failed"]
         LOGGER.error("%d unit(s) failed: %s (details above and in %s/logs/)", len(failed), ", ".join(failed), output_dir)
     return code
+
+
+def _write_reports(output_dir, subjects) -> None:
+    from ..reports import write_subject_report
+
+    for subject in sorted(subjects):
+        try:
+            write_subject_report(output_dir, subject)
+        except OSError as exc:  # a report must never turn a good run into a failed one
+            LOGGER.warning("could not write the report of sub-%s: %s", subject, exc)
 
 
 def _attach_run_log(output_dir: Path, run_id: str) -> logging.Handler:

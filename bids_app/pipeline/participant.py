@@ -70,7 +70,8 @@ def process_unit(task) -> UnitResult:
     finally:
         LOGGER.removeHandler(handler)
         handler.close()
-    resume.mark_complete(task.output_dir, unit.name, unit.suffix, fingerprint, outputs, progress.timings)
+    resume.mark_complete(task.output_dir, unit.name, unit.suffix, fingerprint, outputs, progress.timings,
+                         info.notes)
     notes = list(info.notes)
     return UnitResult(unit.name, "ok", message=f"{len(outputs)} file(s) written", outputs=[str(p) for p in outputs],
                       notes=notes)
@@ -86,16 +87,29 @@ def _process(task, writer, progress) -> list:
         progress.warning("%s", note)
     info.notes.extend(data.notes)
     written = []
+    qc: dict = {}
     if "qsm" in outputs_requested:
-        written += _qsm_outputs(task, writer, data, progress)
+        written += _qsm_outputs(task, writer, data, progress, qc)
     if outputs_requested & {"swi", "t2s", "r2s"}:
         from .contrasts import contrast_outputs
 
-        written += contrast_outputs(task, writer, data, progress, base_sidecar(task, writer))
+        written += contrast_outputs(task, writer, data, progress, base_sidecar(task, writer), qc)
+    with progress.step("QC figures"):
+        written += _qc_figures(task, writer, data, qc)
     return written
 
 
-def _qsm_outputs(task, writer, data, progress) -> list:
+def _qc_figures(task, writer, data, qc) -> list:
+    from ..reports import render_unit_figures
+
+    info = task.info
+    magnitude = None if data.magnitude is None else data.magnitude[..., 0]
+    figures_dir = writer.root / f"sub-{info.unit.subject}" / "figures"
+    return render_unit_figures(figures_dir, info.unit.name, voxel_size=info.voxel_size, chi=qc.get("chi"),
+                               mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"), r2star=qc.get("r2star"))
+
+
+def _qsm_outputs(task, writer, data, progress, qc) -> list:
     from .qsm import reconstruct
 
     info, settings = task.info, task.settings
@@ -111,6 +125,7 @@ def _qsm_outputs(task, writer, data, progress) -> list:
         result = reconstruct(data, info, settings, progress, existing_mask=existing)
     except ValueError as exc:  # algorithm input checks: bad data for this unit
         raise DataError(f"{info.unit.name}: {exc}") from None
+    qc.update(chi=result.chi, mask=result.mask)
     sidecar = base_sidecar(task, writer)
     qsm_parameters = {
         "Units": "ppm",

@@ -31,7 +31,7 @@ def is_complete(output_dir, unit_name, suffix, fingerprint) -> bool:
     return all((root / relative).is_file() for relative in record.get("outputs", []))
 
 
-def mark_complete(output_dir, unit_name, suffix, fingerprint, outputs, timings) -> Path:
+def mark_complete(output_dir, unit_name, suffix, fingerprint, outputs, timings, notes=()) -> Path:
     root = Path(output_dir)
     record = {
         "unit": unit_name,
@@ -40,6 +40,7 @@ def mark_complete(output_dir, unit_name, suffix, fingerprint, outputs, timings) 
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "outputs": sorted(str(Path(p).resolve().relative_to(root.resolve())) for p in outputs),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "notes": list(notes),
     }
     return atomic_write_text(record_path(root, unit_name, suffix), json.dumps(record, indent=2) + "\n")
 
