@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..algorithms import masking
+from ..algorithms.bias import homogeneity_correction
 from ..algorithms.unwrap import romeo_quality
 from ..config import Settings
 
@@ -24,20 +25,27 @@ def combined_magnitude(magnitude: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(np.square(magnitude, dtype=np.float32), axis=-1))
 
 
-def masking_image(data, settings: Settings) -> tuple[np.ndarray, str]:
+def _corrected(magnitude, info, settings):
+    """Magnitude for masking, with the receive bias removed when ``--inhomogeneity-correction`` is on."""
+    if settings.inhomogeneity_correction:
+        return homogeneity_correction(magnitude, voxel_size=info.voxel_size)
+    return magnitude
+
+
+def masking_image(data, info, settings: Settings) -> tuple[np.ndarray, str]:
     """The image thresholded: ROMEO phase quality of the first echo, or the RSS magnitude."""
     if settings.masking_input == "phase" and data.phase is not None:
-        first_magnitude = None if data.magnitude is None else data.magnitude[..., 0]
-        return romeo_quality(data.phase[..., 0], magnitude=first_magnitude), "romeo phase quality (echo 1)"
+        first = None if data.magnitude is None else _corrected(data.magnitude[..., 0], info, settings)
+        return romeo_quality(data.phase[..., 0], magnitude=first), "romeo phase quality (echo 1)"
     if data.magnitude is None:
         return romeo_quality(data.phase[..., 0]), "romeo phase quality (echo 1; no magnitude)"
-    return combined_magnitude(data.magnitude), "magnitude (root-sum-of-squares over echoes)"
+    return _corrected(combined_magnitude(data.magnitude), info, settings), "magnitude (root-sum-of-squares over echoes)"
 
 
 def bet_mask(data, info, settings: Settings) -> np.ndarray:
     if data.magnitude is None:
         raise ValueError("BET needs magnitude images; use --masking-algorithm threshold --masking-input phase")
-    return masking.bet(combined_magnitude(data.magnitude), voxel_size=info.voxel_size,
+    return masking.bet(_corrected(combined_magnitude(data.magnitude), info, settings), voxel_size=info.voxel_size,
                        fractional_intensity=settings.bet_fractional_intensity)
 
 
@@ -52,7 +60,7 @@ def build_masks(data, info, settings: Settings, *, existing=None) -> PassMasks:
         return PassMasks([mask], {"MaskingAlgorithm": "bet",
                                   "BetFractionalIntensity": settings.bet_fractional_intensity,
                                   "MaskErosions": settings.mask_erosions[:1]})
-    image, source = masking_image(data, settings)
+    image, source = masking_image(data, info, settings)
     parameters = {"MaskingAlgorithm": "threshold", "MaskingInput": source, "Thresholds": [],
                   "FillingAlgorithm": settings.filling_algorithm, "MaskErosions": settings.mask_erosions[:n_passes]}
     bet = None
