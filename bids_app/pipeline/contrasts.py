@@ -27,8 +27,8 @@ def _swi(task, writer, data, progress, sidecar, qc) -> list:
         return []
     with progress.step("SWI (CLEAR-SWI)"):
         swi = clearswi(data.magnitude, data.phase, np.asarray(info.echo_times), voxel_size=info.voxel_size,
-                       phase_scaling=settings.swi_phase_scaling, strength=settings.swi_strength,
-                       filter_sigma=tuple(settings.swi_filter_sigma))
+                       phase_scaling=settings.swi_phase_scaling, phase_strength=settings.swi_strength,
+                       hp_sigma=tuple(settings.swi_filter_sigma))
         mip = minimum_intensity_projection(swi, slab=settings.swi_mip_slab, axis=2)
     qc["swi"] = swi
     parameters = {"EstimationAlgorithm": "CLEAR-SWI", "EstimationReference": "doi:10.1016/j.neuroimage.2021.118175",
