@@ -35,7 +35,7 @@ def _configure_logging(verbose: int) -> int:
     level = logging.DEBUG if verbose >= 2 else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr, force=True)
-    for noisy in ("numba", "matplotlib", "bids", "nibabel", "PIL"):
+    for noisy in ("numba", "matplotlib", "bids", "bidsschematools", "nibabel", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return level
 

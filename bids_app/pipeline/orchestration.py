@@ -68,6 +68,9 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
 
         return run_group(bids_dir=bids_dir, output_dir=output_dir, settings=settings,
                          selection=selection, options=options, command=command)
+    if "qsm" in settings.outputs and settings.qsm_algorithm == "nextqsm":
+        raise UsageError("the NeXtQSM backend (--qsm-algorithm nextqsm, --premade nextqsm) is not available "
+                         "in this version of qsmapp", hint="use --premade default or --qsm-algorithm rts")
     if not options.skip_bids_validation:
         validate_dataset(bids_dir)
     layout = open_layout(bids_dir)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..algorithms import background, inversion
-from ..algorithms.echoes import b0_map, hz_to_ppm
+from ..algorithms.echoes import b0_map, hz_to_ppm, phase_offset
+from ..algorithms.unwrap import laplacian
 from ..algorithms.referencing import reference
 from ..config import Settings
 from ..errors import DataError
@@ -26,22 +27,47 @@ class QsmResult:
     parameters: dict = field(default_factory=dict)
 
 
+def field_hz(phase, magnitude, echo_times, *, mask, voxel_size, unwrapping="romeo") -> np.ndarray:
+    """B0 field (Hz) of (X, Y, Z, E) wrapped phase with ROMEO or Laplacian unwrapping.
+
+    The Laplacian path removes the MCPC-3D-S phase offset first (≥ 2 echoes with magnitude), unwraps
+    every echo with the Laplacian method and fits B0 as the (magnitude × TE)-weighted average of
+    φ_e / (2π TE_e), the same estimator as :func:`~bids_app.algorithms.echoes.b0_map`.
+    """
+    tes = np.asarray(echo_times, dtype=np.float64)
+    if unwrapping == "romeo":
+        return b0_map(phase, magnitude, tes, mask=mask, voxel_size=voxel_size)
+    if len(tes) >= 2 and magnitude is not None:
+        offset = phase_offset(phase, magnitude, tes, mask=mask, voxel_size=voxel_size)
+        phase = np.angle(np.exp(1j * (phase - offset[..., None]))).astype(np.float32)
+    numerator = np.zeros(phase.shape[:3], np.float64)
+    denominator = np.zeros(phase.shape[:3], np.float64)
+    for e, te in enumerate(tes):
+        unwrapped = laplacian(phase[..., e], voxel_size=voxel_size, mask=mask)
+        weight = te * (magnitude[..., e] if magnitude is not None else 1.0)
+        numerator += weight * unwrapped / (2 * np.pi * te)
+        denominator += weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = np.where(denominator > 0, numerator / denominator, 0.0)
+    return np.where(mask, result, 0).astype(np.float32)
+
+
 def _field_maps_ppm(data, info, settings, mask, progress) -> list:
     """Total field(s) in ppm: one B0 map of all echoes, or one field per echo (``--combine-phase off``)."""
     tes = np.asarray(info.echo_times, dtype=np.float64)
     magnitude = data.magnitude
     if settings.combine_phase or len(tes) == 1:
         with progress.step(f"B0 map ({settings.unwrapping_algorithm}, {len(tes)} echo(es))"):
-            field_hz = b0_map(data.phase, magnitude, tes, mask=mask, unwrapping=settings.unwrapping_algorithm,
-                              voxel_size=info.voxel_size)
-        return [hz_to_ppm(field_hz, info.field_strength)]
+            b0 = field_hz(data.phase, magnitude, tes, mask=mask, unwrapping=settings.unwrapping_algorithm,
+                          voxel_size=info.voxel_size)
+        return [hz_to_ppm(b0, info.field_strength)]
     fields = []
     for e in range(len(tes)):
         with progress.step(f"field of echo {e + 1} ({settings.unwrapping_algorithm})"):
-            field_hz = b0_map(data.phase[..., e:e + 1], None if magnitude is None else magnitude[..., e:e + 1],
-                              tes[e:e + 1], mask=mask, unwrapping=settings.unwrapping_algorithm,
-                              voxel_size=info.voxel_size)
-        fields.append(hz_to_ppm(field_hz, info.field_strength))
+            b0 = field_hz(data.phase[..., e:e + 1], None if magnitude is None else magnitude[..., e:e + 1],
+                          tes[e:e + 1], mask=mask, unwrapping=settings.unwrapping_algorithm,
+                          voxel_size=info.voxel_size)
+        fields.append(hz_to_ppm(b0, info.field_strength))
     return fields
 
 
@@ -86,19 +112,14 @@ def _tgv(data, info, settings, mask, fields_ppm):
     return np.mean(maps, axis=0).astype(np.float32)
 
 
-def _reconstruct_pass(data, info, settings, mask, progress, label) -> tuple[np.ndarray, np.ndarray]:
-    """One QSM pass with ``mask``; returns (χ ppm, mask of valid χ voxels)."""
-    if settings.qsm_algorithm == "nextqsm":
-        raise DataError("the NeXtQSM backend is not available in this installation",
-                        hint="install the optional backend (pip install qsmapp[nextqsm]) or use --qsm-algorithm rts")
+def _reconstruct_pass(data, info, settings, mask, fields, progress, label) -> tuple[np.ndarray, np.ndarray]:
+    """One QSM pass with ``mask`` from precomputed total fields (ppm); returns (χ ppm, valid-χ mask)."""
     if settings.qsm_algorithm == "tgv":
-        fields = _field_maps_ppm(data, info, settings, mask, progress) if settings.combine_phase and info.n_echoes > 1 else None
         with progress.step(f"{label}: TGV"):
             chi = _tgv(data, info, settings, mask, fields)
         return chi, mask & (chi != 0)
-    fields = _field_maps_ppm(data, info, settings, mask, progress)
     chis, masks = [], []
-    for index, field_ppm in enumerate(fields):
+    for field_ppm in fields:
         with progress.step(f"{label}: background removal ({settings.bf_algorithm})"):
             local, local_mask = _remove_background(field_ppm, mask, info, settings)
         if not local_mask.any():
@@ -112,18 +133,26 @@ def _reconstruct_pass(data, info, settings, mask, progress, label) -> tuple[np.n
 
 
 def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None) -> QsmResult:
+    """QSM of one unit: masks, total field(s) once, then one pass per mask, merged and referenced."""
     if data.phase is None:
         raise DataError(f"{info.unit.name}: no phase images, QSM is impossible")
     if info.field_strength is None:
         raise DataError(f"{info.unit.name}: MagneticFieldStrength unknown", hint="pass --b0-strength")
+    if settings.qsm_algorithm == "nextqsm":
+        raise DataError("the NeXtQSM backend is not available in this installation",
+                        hint="install the optional backend (pip install qsmapp[nextqsm]) or use --qsm-algorithm rts")
     with progress.step("masking"):
         pass_masks = build_masks(data, info, settings, existing=existing_mask)
-    chi1, mask1 = _reconstruct_pass(data, info, settings, pass_masks.masks[0], progress, "pass 1")
+    filled = pass_masks.masks[0]
+    # The field is estimated once on the largest (filled) mask; both passes reuse it.
+    tgv_per_echo = settings.qsm_algorithm == "tgv" and not (settings.combine_phase and info.n_echoes > 1)
+    fields = None if tgv_per_echo else _field_maps_ppm(data, info, settings, filled, progress)
+    chi1, mask1 = _reconstruct_pass(data, info, settings, filled, fields, progress, "pass 1")
     chi_single = None
     chi, mask = chi1, mask1
     if settings.two_pass and len(pass_masks.masks) > 1:
-        reliable = pass_masks.masks[1] & mask1
-        chi2, mask2 = _reconstruct_pass(data, info, settings, reliable, progress, "pass 2")
+        reliable = pass_masks.masks[1] & filled
+        chi2, mask2 = _reconstruct_pass(data, info, settings, reliable, fields, progress, "pass 2")
         # Stewart 2022: χ₂ inside the reliable mask, χ₁ elsewhere (the holes and the rim).
         chi = np.where(mask2, chi2, chi1).astype(np.float32)
         chi_single = chi1
@@ -131,8 +160,7 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None)
         chi = _reference(chi, mask, settings)
         if chi_single is not None:
             chi_single = _reference(chi_single, mask, settings)
-    parameters = dict(pass_masks.parameters)
-    return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=parameters)
+    return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=dict(pass_masks.parameters))
 
 
 def _reference(chi, mask, settings):
