@@ -1,0 +1,1 @@
+"""Numerical head phantom and GRE signal simulation for qsmapp example datasets."""
