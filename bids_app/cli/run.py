@@ -31,12 +31,21 @@ def resolve_settings(namespace) -> Settings:
     return settings.validate()
 
 
+_HANDLER_TAG = "_qsmapp_handler"
+
+
 def _configure_logging(verbose: int) -> int:
+    """Log to stderr through qsmapp's own loggers (root is left alone, so embedding apps keep theirs)."""
     level = logging.DEBUG if verbose >= 2 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr, force=True)
-    for noisy in ("numba", "matplotlib", "bids", "bidsschematools", "nibabel", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
+    setattr(handler, _HANDLER_TAG, True)
+    for name in ("qsmapp", "bids_app"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, _HANDLER_TAG, False)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(level)
     return level
 
 

@@ -6,15 +6,24 @@ import numpy as np
 
 from ..errors import DataError
 
+_R2S_REFERENCES = {
+    "arlo": "Pei M, et al. Magn Reson Med 2015. doi:10.1002/mrm.25137",
+    "numart2s": "Hagberg GE, et al. Magn Reson Med 2002. doi:10.1002/mrm.10283",
+    "loglinear": "weighted log-linear least squares (weights S^2)",
+    "nonlinear": "mono-exponential nonlinear least squares (Levenberg-Marquardt)",
+}
 
-def contrast_outputs(task, writer, data, progress, sidecar, qc) -> list:
+
+def contrast_outputs(task, writer, data, progress, qc) -> list:
+    from .participant import base_sidecar
+
     info, settings = task.info, task.settings
     requested = set(settings.outputs)
     written = []
     if "swi" in requested:
-        written += _swi(task, writer, data, progress, sidecar, qc)
+        written += _swi(task, writer, data, progress, base_sidecar(task, writer), qc)
     if requested & {"t2s", "r2s"}:
-        written += _relaxometry(task, writer, data, progress, sidecar, qc)
+        written += _relaxometry(task, writer, data, progress, base_sidecar(task, writer, parts=("magnitude",)), qc)
     return written + [p.with_name(p.name.replace(".nii.gz", ".json")) for p in written]
 
 
@@ -56,7 +65,9 @@ def _relaxometry(task, writer, data, progress, sidecar, qc) -> list:
     qc["r2star"] = r2s
     if failures:
         progress.warning("R2* fit failed in %d voxel(s) (set to 0)", int(failures))
-    parameters = {"EstimationAlgorithm": settings.r2s_method, "FitFailures": int(failures)}
+    parameters = {"EstimationAlgorithm": settings.r2s_method,
+                  "EstimationReference": _R2S_REFERENCES[settings.r2s_method],
+                  "FitFailures": int(failures), "ValidRange": "R2* in [0, 1000] 1/s; failed fits are 0"}
     written = []
     if "r2s" in settings.outputs:
         written.append(writer.save_nifti(writer.path(info.unit, "R2starmap"), r2s, info.affine,

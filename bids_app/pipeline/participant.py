@@ -28,10 +28,12 @@ _QSM_REFERENCES = {
 }
 
 
-def base_sidecar(task, writer: DerivativesWriter) -> dict:
+def base_sidecar(task, writer: DerivativesWriter, *, parts=("magnitude", "phase")) -> dict:
+    """Sidecar fields common to every map of a unit; ``Sources`` lists the input files of ``parts``."""
     info = task.info
+    sources = [getattr(e, part) for e in info.unit.echoes for part in parts if getattr(e, part) is not None]
     sidecar = {
-        "Sources": [writer.source_uri(p) for p in info.unit.files()],
+        "Sources": [writer.source_uri(p) for p in dict.fromkeys(sources)],
         "SkullStripped": False,
         "EchoTime": list(info.echo_times),
         "B0Direction": list(info.b0_dir),
@@ -93,7 +95,7 @@ def _process(task, writer, progress) -> list:
     if outputs_requested & {"swi", "t2s", "r2s"}:
         from .contrasts import contrast_outputs
 
-        written += contrast_outputs(task, writer, data, progress, base_sidecar(task, writer), qc)
+        written += contrast_outputs(task, writer, data, progress, qc)
     with progress.step("QC figures"):
         written += _qc_figures(task, writer, data, qc)
     return written
