@@ -61,15 +61,15 @@ class Settings:
     b0_strength: float | None = None
     # --- algorithm parameters ------------------------------------------------------------------
     vsharp_threshold: float = 0.05
-    pdf_tol: float = 1e-5
+    pdf_tol: float = 1e-3
     tkd_threshold: float = 0.19
-    tikhonov_lambda: float = 0.05
+    tikhonov_lambda: float = 0.09
     rts_delta: float = 0.15
     rts_mu: float = 1e5
     rts_rho: float = 10.0
     rts_tol: float = 1e-4
     rts_max_iter: int = 20
-    tv_lambda: float = 2.5e-4
+    tv_lambda: float = 1e-3
     tv_tol: float = 1e-3
     tv_max_iter: int = 250
     tgv_alphas: list = field(default_factory=lambda: [0.0015, 0.0005])

@@ -1,0 +1,276 @@
+"""Multi-echo combination: phase-offset removal (MCPC-3D-S) and the B0 field map in Hz.
+
+The phase of echo e is φ_e = φ₀ + 2π·B0·TE_e (+ noise), wrapped to (−π, π]. φ₀ (the phase at TE = 0,
+from coil combination and RF) is removed first with MCPC-3D-S (Eckstein et al. 2018, "Computationally
+efficient combination of multi-channel phase data from multi-echo acquisitions (ASPIRE)", Magn Reson
+Med 79:2996, doi:10.1002/mrm.26963): φ₀ = φ₁ − TE₁·Δφ/(TE₂ − TE₁) with Δφ the spatially unwrapped
+phase difference of echoes 2 and 1, smoothed as a complex field. The offset-free echoes are unwrapped
+with ROMEO (Dymerska et al. 2021, doi:10.1002/mrm.28563) and combined as the weighted average of
+φ_e/(2π·TE_e) with weights ∝ magnitude·TE ("phase SNR" weighting).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from . import _fft
+from .unwrap import romeo
+
+__all__ = ["GAMMA_HZ_PER_T", "b0_map", "phase_offset", "hz_to_ppm", "ppm_to_hz"]
+
+log = logging.getLogger(__name__)
+
+GAMMA_HZ_PER_T = 42.5776e6  # γ/2π of ¹H (Hz/T)
+
+
+def hz_to_ppm(field_hz, field_strength):
+    """Field in Hz → ppm of the Larmor frequency: Hz / (γ/2π · B0) · 1e6.
+
+    Parameters
+    ----------
+    field_hz : array_like
+        Field offset (Hz).
+    field_strength : float
+        Main field B0 (T).
+    """
+    if not field_strength > 0:
+        raise ValueError(f"field_strength must be positive (T), got {field_strength!r}")
+    return np.asarray(field_hz) / (GAMMA_HZ_PER_T * field_strength) * 1e6
+
+
+def ppm_to_hz(field_ppm, field_strength):
+    """Field in ppm → Hz: ppm · 1e-6 · γ/2π · B0 (``field_strength`` in T)."""
+    if not field_strength > 0:
+        raise ValueError(f"field_strength must be positive (T), got {field_strength!r}")
+    return np.asarray(field_ppm) * 1e-6 * (GAMMA_HZ_PER_T * field_strength)
+
+
+def _gaussian_smooth_complex(z, sigma_vox):
+    """Gaussian low-pass of a complex volume by FFT (zero padded by 3σ), complex64."""
+    shape = z.shape
+    pads = [int(np.ceil(3 * s)) for s in sigma_vox]
+    target = _fft.fast_shape(shape, minimum_padding=pads)
+    big = np.zeros(target, np.complex64)
+    big[: shape[0], : shape[1], : shape[2]] = z
+    # Transfer function of a Gaussian of std σ (voxels): exp(−2π²σ²f²), separable.
+    g = [
+        np.exp(-2 * np.pi**2 * s**2 * np.fft.fftfreq(n) ** 2).astype(np.float32)
+        for s, n in zip(sigma_vox, target)
+    ]
+    spec = _fft.fftn(big)
+    spec *= g[0][:, None, None]
+    spec *= g[1][None, :, None]
+    spec *= g[2][None, None, :]
+    return _fft.ifftn(spec)[: shape[0], : shape[1], : shape[2]]
+
+
+def _gaussian_smooth_real(x, weight, sigma_vox):
+    """Normalised convolution: smooth(x·w)/smooth(w), evaluated with one complex FFT pair."""
+    z = np.empty(x.shape, np.complex64)
+    z.real = x * weight
+    z.imag = weight
+    smooth = _gaussian_smooth_complex(z, sigma_vox)
+    floor = 1e-6 * max(float(smooth.imag.max()), 1e-30)  # no estimate far outside the weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(smooth.imag > floor, smooth.real / smooth.imag, 0).astype(np.float32)
+
+
+def _wrap(x):
+    """Wrap to [−π, π] (float32 in → float32 out; round is much cheaper than a float modulo)."""
+    two_pi = np.float32(2 * np.pi)
+    return x - two_pi * np.round(x / two_pi)
+
+
+def _unit(phase, weight):
+    """weight·exp(i·phase) as complex64 without complex transcendental functions."""
+    z = np.empty(phase.shape, np.complex64)
+    z.real = weight * np.cos(phase)
+    z.imag = weight * np.sin(phase)
+    return z
+
+
+def phase_offset(
+    phase, magnitude, echo_times, *, mask=None, sigma_mm=7.0, voxel_size=(1.0, 1.0, 1.0), passes: int = 3
+):
+    """MCPC-3D-S phase offset φ₀ (rad) at TE = 0 (Eckstein et al. 2018, doi:10.1002/mrm.26963).
+
+    φ₀ = angle(z₁·exp(−i·Δφ·TE₁/(TE₂ − TE₁))) with Δφ = ROMEO-unwrapped angle(z₂·z̄₁), then smoothed as
+    the complex field m₁·exp(iφ₀) with a Gaussian of std ``sigma_mm`` (the offset varies slowly, the
+    noise does not).
+
+    Parameters
+    ----------
+    phase, magnitude : ndarray, shape (X, Y, Z, E), E ≥ 2
+        Wrapped phase (rad) and magnitude, echoes last.
+    echo_times : sequence of float
+        Echo times (s).
+    mask : ndarray of bool, optional
+    sigma_mm : float
+        Smoothing std (mm).
+    voxel_size : sequence of 3 float
+        Voxel size (mm).
+    passes : int
+        Smoothing passes; each further pass smooths the residual of the previous one, which
+        removes the bias of a Gaussian where the offset varies and the mask cuts the kernel.
+
+    Returns
+    -------
+    ndarray, float32, shape (X, Y, Z)
+        Smoothed phase offset (rad).
+    """
+    te = np.asarray(echo_times, dtype=np.float64)
+    phase = np.asarray(phase, dtype=np.float32)
+    m1 = np.asarray(magnitude[..., 0], dtype=np.float32)
+    # angle(z2·conj(z1)) = wrap(φ2 − φ1) and angle(z1·exp(−iΔ·r)) = wrap(φ1 − r·Δ): no complex maths.
+    diff = _wrap(phase[..., 1] - phase[..., 0])
+    diff_u = romeo(diff, magnitude=m1, mask=mask)
+    offset = _wrap(phase[..., 0] - np.float32(te[0] / (te[1] - te[0])) * diff_u)
+    weight = m1 if mask is None else m1 * mask
+    sigma_vox = [sigma_mm / v for v in voxel_size]
+    smooth = np.zeros(offset.shape, np.float32)
+    # A Gaussian of a phase that varies linearly is biased where the window is cut by the mask edge;
+    # smoothing the remaining residual again removes most of that bias (one FFT pair per pass).
+    for _ in range(max(1, int(passes))):
+        residual = _unit(offset - smooth, weight)
+        smooth += np.angle(_gaussian_smooth_complex(residual, sigma_vox)).astype(np.float32)
+    return _wrap(smooth)
+
+
+def _bipolar_offset(phase, magnitude, echo_times, mask, sigma_vox, passes):
+    """Odd/even echo phase difference b of bipolar readouts: φ_e gets +b (even index) or −b.
+
+    With equally spaced echoes φ₁ − 2φ₂ + φ₃ = 4b: B0 and φ₀ cancel. It is unwrapped (ROMEO),
+    divided by 4 and smoothed (normalised convolution).
+    """
+    te = np.asarray(echo_times, dtype=np.float64)
+    steps = np.diff(te[:3])
+    if not np.isclose(steps[0], steps[1], rtol=1e-3):
+        raise ValueError("bipolar correction needs equally spaced first three echoes")
+    second = _wrap(phase[..., 0] - 2 * phase[..., 1] + phase[..., 2])  # = angle(z1·conj(z2)²·z3)
+    unwrapped = romeo(second, magnitude=magnitude[..., 0], mask=mask) / 4
+    weight = magnitude[..., 0] if mask is None else magnitude[..., 0] * mask
+    smooth = np.zeros(unwrapped.shape, np.float32)
+    for _ in range(max(1, int(passes))):  # residual passes remove the edge bias (see phase_offset)
+        smooth += _gaussian_smooth_real(unwrapped - smooth, weight, sigma_vox)
+    return smooth
+
+
+def b0_map(
+    phase,
+    magnitude,
+    echo_times,
+    *,
+    mask=None,
+    voxel_size=(1.0, 1.0, 1.0),
+    offset_correction: bool = True,
+    bipolar: bool = False,
+    sigma_mm: float = 7.0,
+    passes: int = 3,
+    unwrap_mode: str = "template",
+    return_unwrapped: bool = False,
+):
+    """B0 field map (Hz) from multi-echo wrapped phase.
+
+    Steps: (optional, ≥ 3 equally spaced echoes) bipolar odd/even correction; MCPC-3D-S phase offset
+    removal (:func:`phase_offset`); ROMEO unwrapping of the first echo spatially and the others
+    temporally (see :func:`~bids_app.algorithms.unwrap.romeo`); weighted average
+    B0 = Σ_e w_e φ_e/(2π TE_e) / Σ_e w_e with w_e = m_e·TE_e.
+
+    With a single echo the phase offset φ₀ cannot be separated from the field: B0 = φ/(2π TE)
+    includes φ₀/(2π TE). The same holds with ``offset_correction=False``.
+
+    Parameters
+    ----------
+    phase : ndarray, shape (X, Y, Z, E) or (X, Y, Z)
+        Wrapped phase (rad), echoes last.
+    magnitude : ndarray, same shape as ``phase``, or None
+        Magnitude (None: uniform weights; unwrapping then uses phase only).
+    echo_times : sequence of float
+        Echo times (s), increasing.
+    mask : ndarray of bool, shape (X, Y, Z), optional
+        Region to process; B0 is 0 outside it.
+    voxel_size : sequence of 3 float
+        Voxel size (mm), used for the offset smoothing kernel.
+    offset_correction : bool
+        Remove the phase offset with MCPC-3D-S (needs ≥ 2 echoes).
+    bipolar : bool
+        Remove odd/even echo phase differences of bipolar readouts (needs ≥ 3 equally spaced echoes).
+    sigma_mm : float
+        Std (mm) of the Gaussian that smooths the phase offset (and the bipolar phase).
+    passes : int
+        Smoothing passes (see :func:`phase_offset`).
+    unwrap_mode : {"template", "individual"}
+        Passed to :func:`~bids_app.algorithms.unwrap.romeo` as ``mode``.
+    return_unwrapped : bool
+        Also return the unwrapped, offset-corrected phase (X, Y, Z, E) in rad.
+
+    Returns
+    -------
+    b0 : ndarray, float32, shape (X, Y, Z)
+        Field in Hz.
+    unwrapped : ndarray, float32, shape (X, Y, Z, E)
+        Only with ``return_unwrapped``.
+    """
+    phase = np.asarray(phase)
+    if phase.ndim == 3:
+        phase = phase[..., None]
+        magnitude = None if magnitude is None else np.asarray(magnitude)[..., None]
+    if phase.ndim != 4:
+        raise ValueError(f"phase must be 3-D or 4-D (echoes last), got shape {phase.shape}")
+    n_echoes = phase.shape[3]
+    te = np.atleast_1d(np.asarray(echo_times, dtype=np.float64))
+    if te.size != n_echoes:
+        raise ValueError(f"{te.size} echo times given for {n_echoes} echoes")
+    if np.any(te <= 0) or np.any(np.diff(te) <= 0):
+        raise ValueError("echo_times must be positive and increasing (seconds)")
+    if magnitude is None:
+        magnitude = np.ones(phase.shape, np.float32)
+        have_mag = False
+    else:
+        magnitude = np.asarray(magnitude)
+        have_mag = True
+        if magnitude.shape != phase.shape:
+            raise ValueError(f"magnitude shape {magnitude.shape} does not match phase shape {phase.shape}")
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != phase.shape[:3]:
+            raise ValueError(f"mask shape {mask.shape} does not match {phase.shape[:3]}")
+    if bipolar and n_echoes < 3:
+        raise ValueError("bipolar correction needs at least 3 echoes")
+    vs = np.asarray(voxel_size, dtype=np.float64).ravel()
+    if vs.size != 3 or np.any(vs <= 0):
+        raise ValueError(f"voxel_size must be 3 positive numbers (mm), got {voxel_size!r}")
+
+    phase = np.where(np.isfinite(phase), phase, 0).astype(np.float32)
+    magnitude = np.where(np.isfinite(magnitude), np.abs(magnitude), 0).astype(np.float32)
+    sigma_vox = [sigma_mm / v for v in vs]
+
+    if bipolar:
+        b = _bipolar_offset(phase, magnitude, te, mask, sigma_vox, passes)
+        signs = np.where(np.arange(n_echoes) % 2 == 0, 1.0, -1.0).astype(np.float32)
+        phase = _wrap(phase - b[..., None] * signs).astype(np.float32)
+    if offset_correction and n_echoes >= 2:
+        offset = phase_offset(phase, magnitude, te, mask=mask, sigma_mm=sigma_mm, voxel_size=vs, passes=passes)
+        phase = _wrap(phase - offset[..., None]).astype(np.float32)
+    elif n_echoes == 1:
+        log.info("single echo: the phase offset cannot be removed and is included in the B0 map")
+
+    unwrapped = romeo(
+        phase,
+        magnitude=magnitude if have_mag else None,
+        mask=mask,
+        echo_times=te,
+        mode=unwrap_mode,
+    )
+    weights = magnitude * te.astype(np.float32)
+    num = np.sum(weights * unwrapped / (2 * np.pi * te).astype(np.float32), axis=3)
+    den = np.sum(weights, axis=3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b0 = np.where(den > 0, num / den, 0).astype(np.float32)
+    if mask is not None:
+        b0[~mask] = 0
+    if return_unwrapped:
+        return b0, unwrapped
+    return b0
