@@ -33,6 +33,7 @@ BIDSIGNORE = [
     "*_xfm.*",
     "*.html",
     "figures/",
+    "sub-*/figures",
     "logs/",
     "group/",
 ]
