@@ -16,7 +16,7 @@ Magn Reson Med 2024. doi:10.1002/mrm.30271.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 __all__ = ["rmse_percent", "nrmse", "dnrmse", "hfen", "xsim", "correlation"]
 
@@ -84,8 +84,9 @@ def hfen(recon, truth, mask) -> float:
     mask = np.asarray(mask, dtype=bool)
     _masked(recon, truth, mask)  # shape checks
     kernel = _log_kernel()
-    r = ndimage.convolve(np.where(mask, recon, 0.0).astype(np.float64), kernel, mode="constant")
-    t = ndimage.convolve(np.where(mask, truth, 0.0).astype(np.float64), kernel, mode="constant")
+    # FFT convolution (zero boundary, same as mode="constant"): 15³ direct convolution is ~100x slower.
+    r = signal.fftconvolve(np.where(mask, recon, 0.0).astype(np.float64), kernel, mode="same")
+    t = signal.fftconvolve(np.where(mask, truth, 0.0).astype(np.float64), kernel, mode="same")
     return rmse_percent(r, t, mask)
 
 
