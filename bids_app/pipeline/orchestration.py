@@ -71,6 +71,10 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     if "qsm" in settings.outputs and settings.qsm_algorithm == "nextqsm":
         raise UsageError("the NeXtQSM backend (--qsm-algorithm nextqsm, --premade nextqsm) is not available "
                          "in this version of qsmapp", hint="use --premade default or --qsm-algorithm rts")
+    unavailable = [o for o in settings.outputs if o in ("seg", "analysis")]
+    if unavailable:
+        LOGGER.warning("--outputs %s: segmentation and ROI analysis are not available in this version; "
+                       "the other outputs are produced", " ".join(unavailable))
     if not options.skip_bids_validation:
         validate_dataset(bids_dir)
     layout = open_layout(bids_dir)

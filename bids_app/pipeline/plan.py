@@ -55,9 +55,9 @@ def unit_steps(info, settings: Settings) -> list[str]:
     if "t2s" in outputs or "r2s" in outputs:
         steps.append(f"T2*/R2*: {settings.r2s_method}" + ("" if info.n_echoes >= 2 else " (needs >= 2 echoes: skipped)"))
     if "seg" in outputs:
-        steps.append("segmentation: T1w labels registered to GRE space" + ("" if info.unit.t1w else " (no T1w: skipped)"))
+        steps.append("segmentation: not available in this version (skipped)")
     if "analysis" in outputs:
-        steps.append("analysis: QSM statistics per segmented region")
+        steps.append("analysis: not available in this version (skipped)")
     return steps
 
 
