@@ -14,7 +14,7 @@ import time
 import numpy as np
 import scipy.fft as sfft
 
-__all__ = ["workers", "fftn", "ifftn", "rfftn", "irfftn", "fast_shape", "fft_pair_seconds"]
+__all__ = ["workers", "fftn", "ifftn", "rfftn", "irfftn", "fast_shape", "pad_end", "crop", "fft_pair_seconds"]
 
 
 def workers() -> int:
@@ -50,6 +50,25 @@ def fast_shape(shape, *, minimum_padding=0) -> tuple[int, ...]:
     """Smallest FFT-friendly shape at least ``shape + minimum_padding`` along every axis."""
     pads = np.broadcast_to(np.asarray(minimum_padding, dtype=int), (len(shape),))
     return tuple(int(sfft.next_fast_len(int(n + p), real=True)) for n, p in zip(shape, pads))
+
+
+def pad_end(array, shape, dtype=np.float32):
+    """Zero-pad ``array`` at the end of each axis to ``shape`` (the FFT grid), as contiguous ``dtype``.
+
+    Padding at the end keeps voxel (0, 0, 0) in place, so :func:`crop` undoes it; no copy is made
+    when the array already has the shape and dtype.
+    """
+    array = np.asarray(array)
+    if array.shape == tuple(shape):
+        return np.ascontiguousarray(array, dtype=dtype)
+    out = np.zeros(shape, dtype=dtype)
+    out[tuple(slice(0, n) for n in array.shape)] = array
+    return out
+
+
+def crop(array, shape):
+    """The leading ``shape`` block of ``array`` (inverse of :func:`pad_end`)."""
+    return array[tuple(slice(0, n) for n in shape)]
 
 
 def fft_pair_seconds(shape, *, repeats=3) -> float:

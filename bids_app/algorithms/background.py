@@ -98,19 +98,6 @@ def _uncrop(array, src, dst, full_shape, dtype=np.float32):
     return out
 
 
-def _pad_end(array, shape):
-    """Zero-pad at the end of each axis (the FFT grid); no copy when already the right shape."""
-    if array.shape == tuple(shape):
-        return array
-    out = np.zeros(shape, dtype=array.dtype)
-    out[tuple(slice(0, n) for n in array.shape)] = array
-    return out
-
-
-def _head(array, shape):
-    return array[tuple(slice(0, n) for n in shape)]
-
-
 # --------------------------------------------------------------------------------------------------
 # SHARP family
 # --------------------------------------------------------------------------------------------------
@@ -227,7 +214,7 @@ def vsharp(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), radii=None, t
         raise ValueError(f"no voxel of the mask fits the smallest V-SHARP sphere (radius {r_min:.3g} mm)")
     grid = _fft.fast_shape(shape, minimum_padding=0 if pad is None else pad)
 
-    spectrum = _fft.rfftn(_pad_to(f, grid))
+    spectrum = _fft.rfftn(_fft.pad_end(f, grid))
     highpass = np.zeros(shape, dtype=np.float32)
     assigned = np.zeros(shape, dtype=bool)
     deconv_kernel = None
@@ -236,7 +223,7 @@ def vsharp(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), radii=None, t
         if not new.any():
             continue  # this sphere fits nowhere new: skip its two FFTs
         s_hat = _smv_spectrum(grid, vs, radius)
-        filtered = _head(_fft.irfftn(spectrum * (1 - s_hat), grid), shape)
+        filtered = _fft.crop(_fft.irfftn(spectrum * (1 - s_hat), grid), shape)
         highpass[new] = filtered[new]
         assigned |= new
         if deconv_kernel is None:
@@ -248,7 +235,7 @@ def vsharp(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), radii=None, t
     inverse = np.zeros_like(kernel)
     keep = np.abs(kernel) > threshold
     inverse[keep] = 1.0 / kernel[keep]
-    local = _head(_fft.irfftn(_fft.rfftn(_pad_to(highpass, grid)) * inverse, grid), shape)
+    local = _fft.crop(_fft.irfftn(_fft.rfftn(_fft.pad_end(highpass, grid)) * inverse, grid), shape)
     local = local * final_mask
     return _uncrop(local, src, dst, field.shape), _uncrop(final_mask, src, dst, field.shape, bool)
 
@@ -298,7 +285,7 @@ def resharp(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), radius=None,
     pad = [int(math.ceil(radii[0] / d)) for d in vs]
     grid = _fft.fast_shape(shape, minimum_padding=pad)
     hp = 1.0 - _smv_spectrum(grid, vs, radii[0])
-    w = _pad_to(eroded.astype(np.float32), grid)
+    w = _fft.pad_end(eroded.astype(np.float32), grid)
 
     def forward(x):  # M (δ − S) x
         return _fft.irfftn(_fft.rfftn(x) * hp, grid) * w
@@ -306,15 +293,11 @@ def resharp(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), radius=None,
     def normal(x):  # (δ − S) M (δ − S) x + α² x
         return _fft.irfftn(_fft.rfftn(forward(x)) * hp, grid) + np.float32(alpha**2) * x
 
-    rhs = _fft.irfftn(_fft.rfftn(forward(_pad_to(f, grid))) * hp, grid)
+    rhs = _fft.irfftn(_fft.rfftn(forward(_fft.pad_end(f, grid))) * hp, grid)
     x, iterations, residual = _cg(normal, rhs, tol=tol, max_iter=max_iter)
     log.debug("resharp: %d CG iterations, relative residual %.2e", iterations, residual)
-    local = _head(x, shape) * eroded
+    local = _fft.crop(x, shape) * eroded
     return _uncrop(local, src, dst, field.shape), _uncrop(eroded, src, dst, field.shape, bool)
-
-
-def _pad_to(array, shape):
-    return _pad_end(np.asarray(array, dtype=np.float32), shape)
 
 
 def _cg(operator, rhs, *, tol, max_iter, x0=None):
@@ -431,10 +414,10 @@ def pdf(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), tol=1e-5, max_it
         margin = [max(8, int(math.ceil(n / 10))) for n in box]
     src, dst, shape = _crop(mask, margin)
     grid = _fft.fast_shape(shape)
-    m_in = _pad_to(_embed(mask, src, dst, shape, dtype=np.float32), grid)
+    m_in = _fft.pad_end(_embed(mask, src, dst, shape, dtype=np.float32), grid)
     m_out = 1.0 - m_in
-    w2 = _pad_to(_embed(w_full, src, dst, shape), grid) ** 2
-    f = _pad_to(_embed(field, src, dst, shape), grid) * m_in
+    w2 = _fft.pad_end(_embed(w_full, src, dst, shape), grid) ** 2
+    f = _fft.pad_end(_embed(field, src, dst, shape), grid) * m_in
     kernel = dipole_kernel(grid, voxel_size=vs, b0_dir=b0_dir, real=True)
 
     def dipole(x):
@@ -449,7 +432,7 @@ def pdf(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), tol=1e-5, max_it
     chi_b, iterations, residual = _cg(normal, rhs, tol=tol, max_iter=int(max_iter))
     log.debug("pdf: grid %s, %d CG iterations, relative residual %.2e", grid, iterations, residual)
     local = (f - dipole(chi_b)) * m_in
-    return _uncrop(_head(local, shape), src, dst, field.shape), mask.copy()
+    return _uncrop(_fft.crop(local, shape), src, dst, field.shape), mask.copy()
 
 
 # --------------------------------------------------------------------------------------------------

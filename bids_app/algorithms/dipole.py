@@ -106,16 +106,8 @@ def forward_field(chi, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), pad=None) -> np.nd
         pad = [n // 2 for n in chi.shape]
     padded_shape = _fft.fast_shape(chi.shape, minimum_padding=pad)
     kernel = dipole_kernel(padded_shape, voxel_size=voxel_size, b0_dir=b0_dir, real=True)
-    spectrum = _fft.rfftn(_pad_to(chi, padded_shape))
+    spectrum = _fft.rfftn(_fft.pad_end(chi, padded_shape))
     spectrum *= kernel
     field = _fft.irfftn(spectrum, padded_shape)
-    return np.ascontiguousarray(field[tuple(slice(0, n) for n in chi.shape)], dtype=np.float32)
+    return np.ascontiguousarray(_fft.crop(field, chi.shape), dtype=np.float32)
 
-
-def _pad_to(array, shape):
-    """Zero-pad ``array`` at the end of each axis to ``shape``."""
-    if array.shape == tuple(shape):
-        return array
-    out = np.zeros(shape, dtype=array.dtype)
-    out[tuple(slice(0, n) for n in array.shape)] = array
-    return out

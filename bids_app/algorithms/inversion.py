@@ -81,14 +81,6 @@ def _padded_shape(shape, pad):
     return _fft.fast_shape(shape, minimum_padding=pad)
 
 
-def _pad(array, shape):
-    if array.shape == tuple(shape):
-        return np.ascontiguousarray(array, dtype=np.float32)
-    out = np.zeros(shape, dtype=np.float32)
-    out[tuple(slice(0, n) for n in array.shape)] = array
-    return out
-
-
 def _crop_mask(array, mask):
     """Crop a padded result back to ``mask.shape``, zero it outside the mask, float32."""
     out = array[tuple(slice(0, n) for n in mask.shape)]
@@ -150,7 +142,7 @@ def tkd(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), threshold=
     d_trunc = np.where(small, np.where(d < 0, -threshold, threshold), d).astype(np.float32)
     inverse = (1.0 / d_trunc).astype(np.float32)
     inverse[0, 0, 0] = 0.0  # the mean of χ is unobservable; keep it 0 (referencing sets it later)
-    spectrum = _fft.rfftn(_pad(field, shape))
+    spectrum = _fft.rfftn(_fft.pad_end(field, shape))
     spectrum *= inverse
     return _crop_mask(_fft.irfftn(spectrum, shape), mask)
 
@@ -191,7 +183,7 @@ def tikhonov(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=0
     denominator = d * d + np.float32(lam) * penalty
     denominator[0, 0, 0] = 1.0  # D(0) = 0 and Γ(0) = 0 for the gradient: χ mean set to 0
     filt = (d / denominator).astype(np.float32)
-    spectrum = _fft.rfftn(_pad(field, shape))
+    spectrum = _fft.rfftn(_fft.pad_end(field, shape))
     spectrum *= filt
     return _crop_mask(_fft.irfftn(spectrum, shape), mask)
 
@@ -461,10 +453,10 @@ def rts(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), delta=0.15
     field, mask, voxel_size = _check_inputs(local_field_ppm, mask, voxel_size)
     shape = _padded_shape(field.shape, pad)
     d = dipole_kernel(shape, voxel_size=voxel_size, b0_dir=b0_dir, real=True)
-    padded_mask = _pad(mask.astype(np.float32), shape)
+    padded_mask = _fft.pad_end(mask.astype(np.float32), shape)
 
     # Step 1: well-conditioned solution (LSMR on the diagonal k-space system), masked.
-    spectrum = _fft.rfftn(_pad(field, shape))
+    spectrum = _fft.rfftn(_fft.pad_end(field, shape))
     x1_spec = _lsmr_diagonal(d, spectrum, int(lsmr_iterations))
     x1 = _fft.irfftn(x1_spec, shape).astype(np.float32, copy=False)
     x1 *= padded_mask
@@ -521,7 +513,7 @@ def tv(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=1e-3, r
     field, mask, voxel_size = _check_inputs(local_field_ppm, mask, voxel_size)
     shape = _padded_shape(field.shape, pad)
     d = dipole_kernel(shape, voxel_size=voxel_size, b0_dir=b0_dir, real=True)
-    rhs_fixed = d * _fft.rfftn(_pad(field, shape))
+    rhs_fixed = d * _fft.rfftn(_fft.pad_end(field, shape))
     grad_sym = _gradient_symbol(shape, voxel_size)
     x0 = np.zeros(shape, dtype=np.float32)
     x, iterations = _admm_tv(x0, rhs_fixed, d * d, grad_sym, shape=shape, voxel_size=voxel_size, rho=float(rho),
