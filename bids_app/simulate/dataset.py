@@ -61,6 +61,11 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(to_json(data))
 
 
+def _to_int16(image: np.ndarray, scale: float) -> np.ndarray:
+    """Magnitude-like images as scanners store them: non-negative int16 (4-5x smaller once gzipped)."""
+    return np.clip(np.round(image * scale), 0, 32767).astype(np.int16)
+
+
 def _phase_to_storage(phase: np.ndarray, units: str):
     if units == "arbitrary":
         return np.round((phase + np.pi) / (2 * np.pi) * 8191 - 4096).clip(-4096, 4095).astype(np.int16), np.int16
@@ -134,9 +139,11 @@ def _write_acquisition(out, truth_root, writer, head, subject, session, config, 
         "MRAcquisitionType": "3D",
     }
     with_phase = subject not in config.magnitude_only_subjects
+    magnitude_scale = 30000.0 / max(float(magnitude.max()), 1e-12)  # one scale for all echoes (keeps decay)
     for e, te in enumerate(config.echo_times):
         base = out / folder / f"{prefix}_echo-{e + 1}"
-        writer.save_nifti(Path(f"{base}_part-mag_MEGRE.nii.gz"), magnitude[..., e], affine,
+        writer.save_nifti(Path(f"{base}_part-mag_MEGRE.nii.gz"), _to_int16(magnitude[..., e], magnitude_scale),
+                          affine, dtype=np.int16,
                           sidecar={**common, "EchoTime": te, "EchoNumber": e + 1})
         if with_phase:
             stored, dtype = _phase_to_storage(phase[..., e], config.phase_units)
@@ -144,7 +151,8 @@ def _write_acquisition(out, truth_root, writer, head, subject, session, config, 
                               sidecar={**common, "EchoTime": te, "EchoNumber": e + 1,
                                        "Units": "rad" if config.phase_units == "rad" else "arbitrary"})
     t1w = simulate_t1w(head, rng=rng)
-    writer.save_nifti(out / folder / f"{prefix}_T1w.nii.gz", t1w, affine,
+    writer.save_nifti(out / folder / f"{prefix}_T1w.nii.gz", _to_int16(t1w, 30000.0 / max(float(t1w.max()), 1e-12)),
+                      affine, dtype=np.int16,
                       sidecar={"MagneticFieldStrength": config.field_strength, "SkullStripped": False,
                                "Manufacturer": "qsmapp-simulate"})
     truth_dir = truth_root / folder
