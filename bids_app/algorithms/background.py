@@ -30,6 +30,7 @@ from numba import njit
 from scipy import ndimage
 
 from . import _fft
+from ._validation import check_field_mask_voxels
 from .dipole import dipole_kernel
 
 __all__ = ["vsharp", "pdf", "lbv", "resharp", "default_vsharp_radii"]
@@ -43,20 +44,7 @@ log = logging.getLogger(__name__)
 
 def _check_inputs(field_ppm, mask, voxel_size, b0_dir=None):
     """Validate and convert the common inputs; returns (field float32, mask bool, voxel sizes)."""
-    field = np.asarray(field_ppm)
-    if field.ndim != 3:
-        raise ValueError(f"field_ppm must be a 3-D array, got shape {field.shape}")
-    if not np.issubdtype(field.dtype, np.number) or np.iscomplexobj(field):
-        raise ValueError(f"field_ppm must be a real numeric array, got dtype {field.dtype}")
-    mask = np.asarray(mask)
-    if mask.shape != field.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from field shape {field.shape}")
-    mask = mask != 0
-    if not mask.any():
-        raise ValueError("mask is empty: nothing to process")
-    vs = np.asarray(voxel_size, dtype=np.float64).ravel()
-    if vs.size != 3 or not np.all(np.isfinite(vs)) or np.any(vs <= 0):
-        raise ValueError(f"voxel_size must be three positive finite numbers (mm), got {voxel_size!r}")
+    field, mask, vs = check_field_mask_voxels(field_ppm, mask, voxel_size, name="field_ppm")
     if b0_dir is not None:
         b0 = np.asarray(b0_dir, dtype=np.float64).ravel()
         if b0.size != 3 or not np.all(np.isfinite(b0)) or np.linalg.norm(b0) == 0:
@@ -439,19 +427,23 @@ def pdf(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), tol=1e-5, max_it
 # LBV: Laplace equation with Dirichlet boundary, multigrid-preconditioned CG
 # --------------------------------------------------------------------------------------------------
 
+@njit(cache=True, inline="always")
+def _neighbour_sum(u, w, i, j, k):
+    """Σ_d w_d (u[x − e_d] + u[x + e_d]): the off-diagonal part of the 7-point Laplacian."""
+    return (w[0] * (u[i - 1, j, k] + u[i + 1, j, k])
+            + w[1] * (u[i, j - 1, k] + u[i, j + 1, k])
+            + w[2] * (u[i, j, k - 1] + u[i, j, k + 1]))
+
+
 @njit(cache=True)
 def _laplacian(u, active, w, out):
-    """out = A u on active voxels (7-point, weights w = 1/h²), u assumed zero off ``active``."""
     nx, ny, nz = u.shape
     diag = 2.0 * (w[0] + w[1] + w[2])
     for i in range(1, nx - 1):
         for j in range(1, ny - 1):
             for k in range(1, nz - 1):
                 if active[i, j, k]:
-                    out[i, j, k] = (diag * u[i, j, k]
-                                    - w[0] * (u[i - 1, j, k] + u[i + 1, j, k])
-                                    - w[1] * (u[i, j - 1, k] + u[i, j + 1, k])
-                                    - w[2] * (u[i, j, k - 1] + u[i, j, k + 1]))
+                    out[i, j, k] = diag * u[i, j, k] - _neighbour_sum(u, w, i, j, k)
                 else:
                     out[i, j, k] = 0.0
 
@@ -466,10 +458,7 @@ def _gauss_seidel(u, rhs, active, w, colour):
             k0 = 1 + ((i + j + 1 + colour) % 2)
             for k in range(k0, nz - 1, 2):
                 if active[i, j, k]:
-                    u[i, j, k] = inv * (rhs[i, j, k]
-                                        + w[0] * (u[i - 1, j, k] + u[i + 1, j, k])
-                                        + w[1] * (u[i, j - 1, k] + u[i, j + 1, k])
-                                        + w[2] * (u[i, j, k - 1] + u[i, j, k + 1]))
+                    u[i, j, k] = inv * (rhs[i, j, k] + _neighbour_sum(u, w, i, j, k))
 
 
 @njit(cache=True)
@@ -480,10 +469,7 @@ def _residual(u, rhs, active, w, out):
         for j in range(1, ny - 1):
             for k in range(1, nz - 1):
                 if active[i, j, k]:
-                    out[i, j, k] = rhs[i, j, k] - (diag * u[i, j, k]
-                                                   - w[0] * (u[i - 1, j, k] + u[i + 1, j, k])
-                                                   - w[1] * (u[i, j - 1, k] + u[i, j + 1, k])
-                                                   - w[2] * (u[i, j, k - 1] + u[i, j, k + 1]))
+                    out[i, j, k] = rhs[i, j, k] - (diag * u[i, j, k] - _neighbour_sum(u, w, i, j, k))
                 else:
                     out[i, j, k] = 0.0
 

@@ -44,6 +44,7 @@ from numba import njit, prange
 from scipy import ndimage
 
 from . import _fft
+from ._validation import check_field_mask_voxels
 from .dipole import dipole_kernel
 
 __all__ = ["tkd", "tikhonov", "rts", "tv", "tgv", "GYROMAGNETIC_RATIO_MHZ_T"]
@@ -58,18 +59,7 @@ GYROMAGNETIC_RATIO_MHZ_T = 42.5776
 # input checks and padding
 # ---------------------------------------------------------------------------------------------------------
 def _check_inputs(field, mask, voxel_size, name="local_field_ppm"):
-    field = np.asarray(field)
-    if field.ndim != 3:
-        raise ValueError(f"{name} must be a 3-D array, got shape {field.shape}")
-    mask = np.asarray(mask)
-    if mask.shape != field.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from {name} shape {field.shape}")
-    mask = mask != 0
-    if not mask.any():
-        raise ValueError("mask is empty")
-    voxel_size = np.asarray(voxel_size, dtype=np.float64).ravel()
-    if voxel_size.size != 3 or not np.all(np.isfinite(voxel_size)) or np.any(voxel_size <= 0):
-        raise ValueError(f"voxel_size must be three positive numbers (mm), got {voxel_size!r}")
+    field, mask, voxel_size = check_field_mask_voxels(field, mask, voxel_size, name=name)
     field = np.where(mask, np.nan_to_num(field.astype(np.float32, copy=False)), np.float32(0))
     return field.astype(np.float32, copy=False), mask, tuple(float(v) for v in voxel_size)
 
