@@ -159,12 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(swi, "swi-mip-slab", type=int, metavar="N", help="minIP slab thickness in slices (default 7)")
     _setting(swi, "r2s-method", metavar="{arlo,numart2s,loglinear,nonlinear}", help="R2*/T2* estimation (default arlo)")
 
+    seg = parser.add_argument_group("segmentation and ROI analysis (--outputs seg analysis)")
+    _setting(seg, "seg-backend", metavar="{auto,fastsurfer,atlas,tissue}",
+             help="labels of the T1w: FastSurfer, a registered labelled template, or Atropos tissue classes; "
+                  "auto = the first available in that order (default auto)")
+    _setting(seg, "seg-registration", metavar="{rigid,affine,syn}",
+             help="T1w -> GRE registration: rigid, rigid+affine, or rigid+affine+SyN (default affine)")
+    _setting(seg, "seg-template", metavar="DIR|NAME",
+             help="atlas backend: a labelled template folder (TemplateFlow layout: *_T1w.nii.gz, *_dseg.nii.gz, "
+                  "*_dseg.tsv), or a template name in TEMPLATEFLOW_HOME (default MNI152NLin2009cAsym)")
+    _setting(seg, "seg-atlas", metavar="NAME",
+             help="which dseg of the template (its atlas- or desc- value, e.g. HOSPA); default: the first usable")
+
     ex = parser.add_argument_group("execution")
     _add(ex, "work-dir", type=Path, metavar="DIR", help="keep intermediate files here (default: a temporary folder, removed)")
     _add(ex, "n-procs", type=int, default=1, metavar="N", help="acquisition units processed in parallel")
     ex.add_argument("--nprocs", "--n-cpus", "--n_cpus", dest="n_procs", type=int, help=SUPPRESS)
     _add(ex, "omp-nthreads", type=int, metavar="N", help="threads per unit (default: CPUs / n-procs)")
     _add(ex, "mem", type=float, dest="mem_gb", metavar="GB", help="memory available; limits how many units run at once")
+    _add(ex, "device", default="auto", choices=("auto", "cpu", "cuda"),
+         help="device for FastSurfer and NeXtQSM (auto: a GPU when one is visible)")
+    _add(ex, "nextqsm-weights", type=Path, metavar="DIR",
+         help="folder of the NeXtQSM weights (default: $QSMAPP_NEXTQSM_WEIGHTS, then the container's)")
+    _add(ex, "template-iterations", type=int, default=3, metavar="N",
+         help="group level: rounds of register-to-average (affine + SyN) when building the study template")
+    _add(ex, "group-mni", action="store_true",
+         help="group level: also register the study template to MNI152NLin2009cAsym from TEMPLATEFLOW_HOME")
     _add(ex, "config-file", type=Path, metavar="FILE", help="settings JSON saved by an earlier run (OUTPUT_DIR/logs/...settings.json)")
     _add(ex, "skip-bids-validation", action="store_true", help="do not validate BIDS_DIR with bids-validator-deno")
     _add(ex, "stop-on-first-crash", action="store_true", help="stop at the first failing unit")

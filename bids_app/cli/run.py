@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 from ..config import Settings, load_settings_file, premade_settings
-from ..config.execution import ExecutionOptions, Selection
+from ..config.execution import ExecutionOptions, GroupOptions, Selection
 from ..errors import EXIT_FAILURE, QsmappError, UnknownLevelError, UsageError
 from .parser import build_parser
 
 LOGGER = logging.getLogger("qsmapp")
 _EXECUTION_FIELDS = ("work_dir", "n_procs", "omp_nthreads", "mem_gb", "skip_bids_validation",
-                     "stop_on_first_crash", "resume", "verbose", "dry_run")
-_NON_SETTINGS = {"bids_dir", "output_dir", "analysis_level", "participant_label", "session_label",
+                     "stop_on_first_crash", "resume", "verbose", "dry_run", "device", "nextqsm_weights")
+_GROUP_FIELDS = ("template_iterations", "group_mni")
+_NON_SETTINGS = {*_GROUP_FIELDS, "bids_dir", "output_dir", "analysis_level", "participant_label", "session_label",
                  "acquisition_label", "run_label", "bids_filter_file", "config_file", *_EXECUTION_FIELDS}
 
 
@@ -75,6 +76,9 @@ def main(argv=None) -> int:
         options = ExecutionOptions(**{k: getattr(namespace, k) for k in _EXECUTION_FIELDS})
         if options.n_procs is None or options.n_procs < 1:
             raise UsageError("--n-procs must be at least 1")
+        group = GroupOptions(**{k: getattr(namespace, k) for k in _GROUP_FIELDS})
+        if group.template_iterations < 1:
+            raise UsageError("--template-iterations must be at least 1")
         from ..bids.discovery import load_filters
         from ..pipeline import orchestration
 
@@ -87,6 +91,7 @@ def main(argv=None) -> int:
             settings=settings,
             selection=selection,
             options=options,
+            group=group,
             command=command,
             log_level=log_level,
         )

@@ -29,9 +29,19 @@ class ExecutionOptions:
     resume: bool = True
     verbose: int = 0
     dry_run: bool = False
+    device: str = "auto"  # FastSurfer and NeXtQSM: auto, cpu or cuda
+    nextqsm_weights: Path | None = None
 
     def threads_per_unit(self) -> int:
         """Threads each unit may use: ``--omp-nthreads`` or the CPUs shared out between processes."""
         if self.omp_nthreads:
             return max(1, int(self.omp_nthreads))
         return max(1, (os.cpu_count() or 1) // max(1, self.n_procs))
+
+
+@dataclass
+class GroupOptions:
+    """Options of the group level (study template and group tables)."""
+
+    template_iterations: int = 3  # rounds of register-to-average (affine + SyN) → average → sharpen
+    group_mni: bool = False  # also register the study template to MNI152NLin2009cAsym (local TemplateFlow)

@@ -26,6 +26,8 @@ BF_ALGORITHMS = ("pdf", "vsharp", "lbv")
 QSM_ALGORITHMS = ("rts", "tv", "tkd", "tikhonov", "tgv", "nextqsm")
 R2S_METHODS = ("arlo", "numart2s", "loglinear", "nonlinear")
 SWI_PHASE_SCALINGS = ("tanh", "negative", "positive")
+SEG_BACKENDS = ("auto", "fastsurfer", "atlas", "tissue")
+SEG_REGISTRATIONS = ("rigid", "affine", "syn")
 
 # Algorithms that solve unwrapping + background removal + inversion together.
 COMBINED_ALGORITHMS = ("tgv", "nextqsm")
@@ -81,6 +83,11 @@ class Settings:
     swi_filter_sigma: list = field(default_factory=lambda: [4.0, 4.0, 0.0])
     swi_mip_slab: int = 7
     r2s_method: str = "arlo"
+    # --- segmentation --------------------------------------------------------------------------
+    seg_backend: str = "auto"
+    seg_registration: str = "affine"  # T1w → GRE: rigid, rigid + affine, or rigid + affine + SyN
+    seg_template: str | None = None  # labelled template folder, or a TemplateFlow name in TEMPLATEFLOW_HOME
+    seg_atlas: str | None = None  # which dseg of the template (atlas-/desc- value); default: the first usable
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -107,6 +114,8 @@ class Settings:
         _choice("qsm-algorithm", self.qsm_algorithm, QSM_ALGORITHMS)
         _choice("r2s-method", self.r2s_method, R2S_METHODS)
         _choice("swi-phase-scaling", self.swi_phase_scaling, SWI_PHASE_SCALINGS)
+        _choice("seg-backend", self.seg_backend, SEG_BACKENDS)
+        _choice("seg-registration", self.seg_registration, SEG_REGISTRATIONS)
         if self.two_pass and self.masking_algorithm != "threshold":
             raise UsageError(
                 "two-pass artefact reduction needs threshold masking",
@@ -130,6 +139,17 @@ class Settings:
         if "analysis" in self.outputs and not {"qsm", "seg"} <= set(self.outputs):
             raise UsageError("--outputs analysis needs qsm and seg too", hint="add: --outputs qsm seg analysis")
         return self
+
+    @property
+    def reference_labels(self) -> list | None:
+        """The label names/indices of ``--qsm-reference``, or None for mean/none referencing."""
+        if [r.lower() for r in map(str, self.qsm_reference)] in (["mean"], ["none"]):
+            return None
+        return list(self.qsm_reference)
+
+    @property
+    def needs_segmentation(self) -> bool:
+        return "seg" in self.outputs or ("qsm" in self.outputs and self.reference_labels is not None)
 
     def per_pass(self, name: str, pass_index: int):
         """Value of a one-or-two-valued setting for pass 0 (filled mask) or pass 1 (reliable mask)."""

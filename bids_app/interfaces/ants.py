@@ -16,7 +16,7 @@ import numpy as np
 
 LOGGER = logging.getLogger(__name__)
 
-_TRANSFORM_TYPES = {"rigid": "Rigid", "affine": "Affine", "syn": "SyN"}
+_TRANSFORM_TYPES = {"rigid": "Rigid", "affine": "Affine", "syn": "SyN", "synonly": "SyNOnly"}
 _INTERPOLATORS = {"linear": "linear", "label": "genericLabel", "nearest": "nearestNeighbor"}
 # RAS ↔ LPS: ANTs physical points are (−x, −y, z) of nibabel's.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -38,11 +38,13 @@ def to_ants(data, affine):
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
         raise ValueError(f"registration needs 3-D images, got shape {data.shape}")
-    return ants.from_nibabel_nifti(nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64)))
+    image = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
+    image.header.set_xyzt_units("mm", "sec")  # ANTs warns on 'unknown' units otherwise
+    return ants.from_nibabel_nifti(image)
 
 
 def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_prefix, mask=None,
-             random_seed=1) -> Registration:
+             initial_transform=None, random_seed=1) -> Registration:
     """Register ``moving`` to ``fixed`` (rigid, affine, or affine + SyN) and save the transforms.
 
     Parameters
@@ -51,12 +53,15 @@ def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_pr
         Images (any intensity units; the Mattes mutual information metric handles different contrasts).
     fixed_affine, moving_affine : ndarray, shape (4, 4)
         nibabel (RAS, mm) affines.
-    kind : {"rigid", "affine", "syn"}
-        "syn" runs an affine stage first, then the symmetric diffeomorphic stage.
+    kind : {"rigid", "affine", "syn", "synonly"}
+        "syn" runs an affine stage first, then the symmetric diffeomorphic stage; "synonly" only the
+        latter (start it from an ``initial_transform``).
     out_prefix : str or Path
         Transforms are written as ``<prefix>0GenericAffine.mat`` (and ``1Warp.nii.gz`` for SyN).
     mask : ndarray of bool, optional
         Fixed-image region that drives the metric.
+    initial_transform : str or Path, optional
+        A linear transform file to start from (the result of an earlier stage).
     """
     import ants
 
@@ -66,8 +71,10 @@ def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_pr
     fixed_image = to_ants(fixed, fixed_affine)
     moving_image = to_ants(moving, moving_affine)
     mask_image = None if mask is None else to_ants(np.asarray(mask, np.float32), fixed_affine)
+    initial = None if initial_transform is None else [str(initial_transform)]
     result = ants.registration(fixed_image, moving_image, type_of_transform=_TRANSFORM_TYPES[kind],
-                               outprefix=str(out_prefix), mask=mask_image, random_seed=random_seed)
+                               outprefix=str(out_prefix), mask=mask_image, random_seed=random_seed,
+                               initial_transform=initial)
     return Registration(forward=list(result["fwdtransforms"]), inverse=list(result["invtransforms"]), kind=kind)
 
 
@@ -103,3 +110,47 @@ def affine_transform_matrix(path) -> np.ndarray:
     flip = np.eye(4)
     flip[:3, :3] = _RAS_TO_LPS
     return flip @ lps @ flip
+
+
+def register_linear_then(fixed, fixed_affine, moving, moving_affine, *, kind="affine", out_prefix,
+                         mask=None) -> Registration:
+    """Rigid, then affine from the rigid result, then SyN from the affine result (``kind`` says where to stop).
+
+    Starting each stage from the previous one is more robust across contrasts (T1w → GRE) than one
+    affine stage from the images' centres. The transforms of the last stage are returned (a linear stage
+    writes the collapsed rigid+affine transform; SyN adds its warp field before it).
+    """
+    stages = {"rigid": ["rigid"], "affine": ["rigid", "affine"], "syn": ["rigid", "affine", "synonly"]}
+    if kind not in stages:
+        raise ValueError(f"kind must be one of {sorted(stages)}, got {kind!r}")
+    result, initial = None, None
+    for stage in stages[kind]:
+        result = register(fixed, fixed_affine, moving, moving_affine, kind=stage, mask=mask,
+                          out_prefix=f"{out_prefix}{stage}_", initial_transform=initial)
+        initial = next(t for t in result.forward if str(t).endswith(".mat"))
+    result.kind = kind
+    return result
+
+
+def tissue_classes(image, affine, mask, *, n_classes=3) -> np.ndarray:
+    """K-means-initialised Atropos segmentation of ``image`` inside ``mask`` into ``n_classes`` classes.
+
+    Classes are numbered 1..n by increasing mean intensity (for a T1w: CSF, grey matter, white matter);
+    0 outside the mask. N4 bias correction runs first (Tustison et al. 2010, Avants et al. 2011).
+    """
+    import ants
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        raise ValueError("the brain mask is empty")
+    ants_image = to_ants(image, affine)
+    ants_mask = to_ants(mask.astype(np.float32), affine)
+    corrected = ants.n4_bias_field_correction(ants_image, mask=ants_mask)
+    result = ants.atropos(a=corrected, x=ants_mask, i=f"Kmeans[{int(n_classes)}]", m="[0.2,1x1x1]",
+                          c="[5,0]")
+    labels = np.rint(result["segmentation"].numpy()).astype(np.int32)
+    values = corrected.numpy()
+    means = [values[labels == k].mean() if (labels == k).any() else np.inf for k in range(1, n_classes + 1)]
+    ranks = np.zeros(n_classes + 1, np.int32)
+    ranks[1:] = np.argsort(np.argsort(means)) + 1  # class k → its rank by mean intensity
+    return np.where(mask, ranks[labels], 0).astype(np.int32)

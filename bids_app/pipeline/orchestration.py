@@ -35,6 +35,9 @@ class UnitTask:
     bids_dir: Path
     work_dir: Path
     resume: bool
+    threads: int = 1
+    device: str = "auto"
+    nextqsm_weights: Path | None = None
 
     @property
     def name(self) -> str:
@@ -61,20 +64,18 @@ def check_paths(bids_dir: Path, output_dir: Path) -> None:
 
 
 def run(*, level, bids_dir, output_dir, settings, selection: Selection, options: ExecutionOptions,
-        command, log_level=logging.INFO) -> int:
+        command, group=None, log_level=logging.INFO) -> int:
     check_paths(bids_dir, output_dir)
     if level == "group":
         from .group import run_group
 
         return run_group(bids_dir=bids_dir, output_dir=output_dir, settings=settings,
-                         selection=selection, options=options, command=command)
+                         selection=selection, options=options, command=command, group=group)
     if "qsm" in settings.outputs and settings.qsm_algorithm == "nextqsm":
         raise UsageError("the NeXtQSM backend (--qsm-algorithm nextqsm, --premade nextqsm) is not available "
                          "in this version of qsmapp", hint="use --premade default or --qsm-algorithm rts")
-    unavailable = [o for o in settings.outputs if o in ("seg", "analysis")]
-    if unavailable:
-        LOGGER.warning("--outputs %s: segmentation and ROI analysis are not available in this version; "
-                       "the other outputs are produced", " ".join(unavailable))
+    if settings.needs_segmentation:
+        _check_segmentation_tools(settings)
     if not options.skip_bids_validation:
         validate_dataset(bids_dir)
     layout = open_layout(bids_dir)
@@ -107,7 +108,9 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     work_root, remove_work = _work_root(options, run_id)
     LOGGER.info("qsmapp %s: %d unit(s) to process, %d failed the input checks; outputs in %s",
                 __version__, len(infos), len(failures), output_dir)
-    tasks = [UnitTask(info, settings, output_dir, bids_dir, work_root / info.unit.name, options.resume)
+    tasks = [UnitTask(info, settings, output_dir, bids_dir, work_root / info.unit.name, options.resume,
+                      threads=options.threads_per_unit(), device=options.device,
+                      nextqsm_weights=options.nextqsm_weights)
              for info in infos]
     n_procs = planning.parallel_units(infos, options)
     from .participant import process_unit
@@ -134,6 +137,30 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         failed = [r.name for r in results if r.status == "failed"]
         LOGGER.error("%d unit(s) failed: %s (details above and in %s/logs/)", len(failed), ", ".join(failed), output_dir)
     return code
+
+
+def _check_segmentation_tools(settings) -> None:
+    """Fail before any processing when the requested segmentation backend cannot run here."""
+    from ..segmentation import available_backend
+
+    try:
+        import ants  # noqa: F401
+    except ImportError:
+        raise UsageError("segmentation needs antspyx (registration)", hint="pip install antspyx") from None
+    if settings.seg_backend == "fastsurfer":
+        from ..interfaces.fastsurfer import find_fastsurfer
+
+        find_fastsurfer()
+    elif settings.seg_backend == "atlas":
+        from ..segmentation.templates import find_template
+
+        find_template(settings.seg_template)
+    backend = available_backend(settings.seg_backend, template=settings.seg_template)
+    LOGGER.info("segmentation backend: %s", backend)
+    if backend == "tissue" and settings.seg_backend == "auto":
+        LOGGER.warning("neither FastSurfer nor a labelled template is available: segmentation gives tissue "
+                       "classes (CSF/GM/WM) only; set FASTSURFER_HOME, TEMPLATEFLOW_HOME or --seg-template "
+                       "for anatomical labels")
 
 
 def _write_reports(output_dir, subjects) -> None:

@@ -90,12 +90,29 @@ def _process(task, writer, progress) -> list:
     info.notes.extend(data.notes)
     written = []
     qc: dict = {}
+    segmentation = None
+    if settings.needs_segmentation:
+        from .segmentation import segment_unit
+
+        segmentation = segment_unit(task, writer, data, progress)
+        if segmentation is not None:
+            written += segmentation.written
+            qc["labels"] = segmentation.labels
     if "qsm" in outputs_requested:
-        written += _qsm_outputs(task, writer, data, progress, qc)
+        written += _qsm_outputs(task, writer, data, progress, qc, segmentation)
     if outputs_requested & {"swi", "t2s", "r2s"}:
         from .contrasts import contrast_outputs
 
         written += contrast_outputs(task, writer, data, progress, qc)
+    if "analysis" in outputs_requested and segmentation is not None and "chi" in qc:
+        from .segmentation import roistats_outputs
+
+        maps = {"qsm": qc["chi"]}
+        if "r2star" in qc and "r2s" in outputs_requested:
+            maps["r2s"] = qc["r2star"]
+        if "r2star" in qc and "t2s" in outputs_requested:
+            maps["t2s"] = np.where(qc["r2star"] > 0, 1.0 / np.maximum(qc["r2star"], 1e-12), 0.0)
+        written += roistats_outputs(task, writer, segmentation, maps, qc["mask"], progress)
     with progress.step("QC figures"):
         written += _qc_figures(task, writer, data, qc)
     return written
@@ -111,7 +128,7 @@ def _qc_figures(task, writer, data, qc) -> list:
                                mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"), r2star=qc.get("r2star"))
 
 
-def _qsm_outputs(task, writer, data, progress, qc) -> list:
+def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
     from .qsm import reconstruct
 
     info, settings = task.info, task.settings
@@ -124,7 +141,7 @@ def _qsm_outputs(task, writer, data, progress, qc) -> list:
         else:
             progress.warning("no existing mask found in derivatives/%s: computing one", settings.existing_masks_pipeline)
     try:
-        result = reconstruct(data, info, settings, progress, existing_mask=existing)
+        result = reconstruct(data, info, settings, progress, existing_mask=existing, segmentation=segmentation)
     except ValueError as exc:  # algorithm input checks: bad data for this unit
         raise DataError(f"{info.unit.name}: {exc}") from None
     qc.update(chi=result.chi, mask=result.mask)

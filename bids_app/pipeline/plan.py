@@ -54,11 +54,23 @@ def unit_steps(info, settings: Settings) -> list[str]:
                      f"minIP over {settings.swi_mip_slab} slices")
     if "t2s" in outputs or "r2s" in outputs:
         steps.append(f"T2*/R2*: {settings.r2s_method}" + ("" if info.n_echoes >= 2 else " (needs >= 2 echoes: skipped)"))
-    if "seg" in outputs:
-        steps.append("segmentation: not available in this version (skipped)")
-    if "analysis" in outputs:
-        steps.append("analysis: not available in this version (skipped)")
+    if settings.needs_segmentation:
+        if info.unit.t1w is None:
+            steps.append("segmentation: no T1w for this unit (skipped, with ROI analysis)")
+        else:
+            steps.append(f"segmentation: {_backend(settings)} labels of the T1w, carried to GRE space by ANTs "
+                         f"{settings.seg_registration} registration (T1w -> first-echo magnitude)")
+            if "analysis" in outputs:
+                maps = ["QSM"] + [m for m, o in (("R2*", "r2s"), ("T2*", "t2s")) if o in outputs]
+                steps.append(f"ROI statistics of {', '.join(maps)} per label")
     return steps
+
+
+def _backend(settings) -> str:
+    from ..segmentation import available_backend
+
+    backend = available_backend(settings.seg_backend, template=settings.seg_template)
+    return backend if backend == settings.seg_backend else f"{backend} (auto)"
 
 
 def describe(infos, failures, settings: Settings) -> str:
@@ -103,6 +115,8 @@ def parallel_units(infos, options) -> int:
 
 def citation_keys(settings: Settings, results) -> list[str]:
     """References of the methods this run used (only outputs that were requested)."""
+    from ..segmentation import available_backend
+
     keys = []
     if "qsm" in settings.outputs:
         keys += ["consensus"]
@@ -123,6 +137,9 @@ def citation_keys(settings: Settings, results) -> list[str]:
         keys += ["clearswi", "laplacian"]
     if "t2s" in settings.outputs or "r2s" in settings.outputs:
         keys.append(settings.r2s_method if settings.r2s_method in ("arlo", "numart2s") else "arlo")
-    if "seg" in settings.outputs:
-        keys += ["ants", "fastsurfer"]
+    if settings.needs_segmentation:
+        backend = available_backend(settings.seg_backend, template=settings.seg_template)
+        keys += ["ants", {"fastsurfer": "fastsurfer", "atlas": "syn", "tissue": "atropos"}[backend]]
+        if backend == "tissue":
+            keys += ["bet", "n4"]
     return list(dict.fromkeys(k for k in keys if k))

@@ -132,8 +132,12 @@ def _reconstruct_pass(data, info, settings, mask, fields, progress, label) -> tu
     return np.where(final_mask, np.mean(chis, axis=0), 0).astype(np.float32), final_mask
 
 
-def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None) -> QsmResult:
-    """QSM of one unit: masks, total field(s) once, then one pass per mask, merged and referenced."""
+def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None, segmentation=None) -> QsmResult:
+    """QSM of one unit: masks, total field(s) once, then one pass per mask, merged and referenced.
+
+    ``segmentation`` (labels on the GRE grid with ``.labels`` and ``.lookup``) is needed when
+    ``--qsm-reference`` names labels; without it the map is referenced to its mean, with a warning.
+    """
     if data.phase is None:
         raise DataError(f"{info.unit.name}: no phase images, QSM is impossible")
     if info.field_strength is None:
@@ -156,16 +160,32 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None)
         # Stewart 2022: χ₂ inside the reliable mask, χ₁ elsewhere (the holes and the rim).
         chi = np.where(mask2, chi2, chi1).astype(np.float32)
         chi_single = chi1
-    with progress.step(f"referencing ({' '.join(settings.qsm_reference)})"):
-        chi = _reference(chi, mask, settings)
+    parameters = dict(pass_masks.parameters)
+    method, labels, used = _reference_method(settings, segmentation, progress)
+    parameters["QSMReferenceUsed"] = used
+    with progress.step(f"referencing ({used})"):
+        region = None if segmentation is None else segmentation.labels
+        chi = reference(chi, mask, method=method, labels=labels, segmentation=region)
         if chi_single is not None:
-            chi_single = _reference(chi_single, mask, settings)
-    return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=dict(pass_masks.parameters))
+            chi_single = reference(chi_single, mask, method=method, labels=labels, segmentation=region)
+    return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=parameters)
 
 
-def _reference(chi, mask, settings):
-    method = settings.qsm_reference
-    if method == ["mean"] or method == ["none"]:
-        return reference(chi, mask, method=method[0])
-    raise DataError("referencing to segmentation labels needs --outputs seg (not available for this unit)",
-                    hint="use --qsm-reference mean")
+def _reference_method(settings, segmentation, progress) -> tuple:
+    """(method, label indices, description) of the referencing step."""
+    from ..segmentation.lookup import resolve_labels
+
+    wanted = settings.reference_labels
+    if wanted is None:
+        method = str(settings.qsm_reference[0]).lower()
+        return method, None, method
+    if segmentation is None:
+        progress.warning("--qsm-reference %s needs a segmentation, which this unit lacks (no T1w?): the map is "
+                         "referenced to its mean instead", " ".join(map(str, wanted)))
+        return "mean", None, "mean (fallback: no segmentation)"
+    try:
+        indices = resolve_labels(wanted, segmentation.lookup)
+    except ValueError as exc:
+        raise DataError(f"--qsm-reference: {exc}", hint="use names or indices listed in dseg.tsv") from None
+    names = [segmentation.lookup.get(i, str(i)) for i in indices]
+    return "labels", indices, "labels " + ", ".join(f"{i} ({n})" for i, n in zip(indices, names))

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 from ..derivatives.writer import DerivativesWriter, to_json
-from .phantom import LABELS, grid_affine, make_head
+from .phantom import LABELS, _rotation, grid_affine, make_head
 from .signal import simulate_gre, simulate_t1w
 
 LOGGER = logging.getLogger("qsmapp")
@@ -115,17 +115,54 @@ def write_dataset(out_dir, config: SimulationConfig) -> Path:
         head = make_head(rng=subject_rng, **head_kwargs, **geometry)
         for session in sessions:
             start = time.perf_counter()
-            _write_acquisition(out, truth_root, writer, head, subject, session, config,
-                               np.random.default_rng([config.seed, s, 0 if session is None else int(session)]))
+            session_rng = np.random.default_rng([config.seed, s, 0 if session is None else int(session)])
+            motion = _t1w_motion(session_rng) if config.variation else np.eye(4)
+            _write_acquisition(out, truth_root, writer, head, subject, session, config, session_rng, motion)
             LOGGER.info("simulated sub-%s%s in %.1f s", subject, f" ses-{session}" if session else "",
                         time.perf_counter() - start)
+    template_kwargs = {k: v for k, v in (("shape", config.matrix), ("voxel_size", config.voxel_size)) if v is not None}
+    write_template(truth_root / "tpl-phantom", seed=config.seed, **template_kwargs)
     writer.save_tsv(out / "participants.tsv", participants, ["participant_id", "age", "sex"])
     _write_json(out / "participants.json", {"age": {"Description": "age", "Units": "year"},
                                             "sex": {"Description": "sex (simulated: n/a)"}})
     return out
 
 
-def _write_acquisition(out, truth_root, writer, head, subject, session, config, rng) -> None:
+def _t1w_motion(rng) -> np.ndarray:
+    """A rigid head motion between the GRE and the T1w scans (≤ 8° per axis, ≤ 8 mm per axis)."""
+    motion = np.eye(4)
+    motion[:3, :3] = _rotation(rng.uniform(-8.0, 8.0, size=3))
+    motion[:3, 3] = rng.uniform(-8.0, 8.0, size=3)
+    return motion
+
+
+def write_template(folder, *, shape=None, voxel_size=None, seed=0) -> Path:
+    """A labelled template of the phantom (no subject variation) in TemplateFlow layout.
+
+    ``tpl-phantom_res-01_T1w.nii.gz``, ``tpl-phantom_res-01_desc-brain_mask.nii.gz``,
+    ``tpl-phantom_res-01_dseg.nii.gz`` and ``tpl-phantom_dseg.tsv``: what ``--seg-template`` takes.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    kwargs = {k: tuple(v) for k, v in (("shape", shape), ("voxel_size", voxel_size)) if v is not None}
+    head = make_head(rng=np.random.default_rng([seed, 999]), **kwargs)
+    affine = grid_affine(head.labels.shape, head.voxel_size)
+    writer = DerivativesWriter(folder)
+    t1w = simulate_t1w(head, rng=np.random.default_rng([seed, 998]), snr=200.0)
+    name = folder.name
+    writer.save_nifti(folder / f"{name}_res-01_T1w.nii.gz", t1w, affine)
+    writer.save_nifti(folder / f"{name}_res-01_desc-brain_mask.nii.gz", head.brain_mask, affine, dtype=np.uint8)
+    writer.save_nifti(folder / f"{name}_res-01_dseg.nii.gz", head.labels, affine, dtype=np.int16)
+    writer.save_tsv(folder / f"{name}_dseg.tsv", [{"index": i, "name": n} for i, n in LABELS.items() if i != 0],
+                    ["index", "name"])
+    _write_json(folder / "template_description.json", {
+        "Name": "qsmapp numerical head phantom (no subject variation)", "Identifier": name.removeprefix("tpl-"),
+        "License": "CC0", "Authors": ["qsmapp-simulate"],
+    })
+    return folder
+
+
+def _write_acquisition(out, truth_root, writer, head, subject, session, config, rng, motion) -> None:
     folder, prefix = _entities(subject, session)
     affine = grid_affine(head.labels.shape, head.voxel_size, oblique_degrees=config.oblique_degrees)
     magnitude, phase, truth = simulate_gre(head, echo_times=config.echo_times, field_strength=config.field_strength,
@@ -151,8 +188,9 @@ def _write_acquisition(out, truth_root, writer, head, subject, session, config, 
                               sidecar={**common, "EchoTime": te, "EchoNumber": e + 1,
                                        "Units": "rad" if config.phase_units == "rad" else "arbitrary"})
     t1w = simulate_t1w(head, rng=rng)
+    # The T1w holds the same voxels placed by motion @ affine: the head moved rigidly between the scans.
     writer.save_nifti(out / folder / f"{prefix}_T1w.nii.gz", _to_int16(t1w, 30000.0 / max(float(t1w.max()), 1e-12)),
-                      affine, dtype=np.int16,
+                      motion @ affine, dtype=np.int16,
                       sidecar={"MagneticFieldStrength": config.field_strength, "SkullStripped": False,
                                "Manufacturer": "qsmapp-simulate"})
     truth_dir = truth_root / folder
@@ -167,5 +205,11 @@ def _write_acquisition(out, truth_root, writer, head, subject, session, config, 
                       sidecar={**sources, "Type": "Brain"})
     writer.save_nifti(truth_dir / f"{prefix}_dseg.nii.gz", truth["labels"], affine, dtype=np.int16,
                       sidecar={**sources})
+    writer.save_nifti(truth_dir / f"{prefix}_space-T1w_dseg.nii.gz", truth["labels"], motion @ affine, dtype=np.int16,
+                      sidecar={"Sources": [f"bids:raw:{(folder / f'{prefix}_T1w.nii.gz').as_posix()}"]})
+    _write_json(truth_dir / f"{prefix}_from-GRE_to-T1w_xfm.json", {
+        "Description": "rigid head motion between the scans: RAS world point of the GRE → the same anatomy's "
+                       "point in the T1w world (what a T1w-to-GRE registration's fixed-to-moving map recovers)",
+        "Matrix": motion.tolist()})
     writer.save_nifti(truth_dir / f"{prefix}_R2starmap.nii.gz", head.r2star * config.field_strength / 3.0, affine,
                       sidecar={**sources, "Units": "1/s"})
