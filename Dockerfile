@@ -50,11 +50,14 @@ COPY bids_app ./bids_app
 RUN pip install -c constraints.txt . \
     && cp version /version
 
-# Templates are fetched now so that nothing is downloaded at run time (TEMPLATEFLOW_AUTOUPDATE=0).
+# Templates are fetched now so that nothing is downloaded at run time (TEMPLATEFLOW_AUTOUPDATE=0): the
+# atlas segmentation backend's default (T1w, brain mask, Harvard-Oxford subcortical labels + their table)
+# and the group level's optional MNI registration target.
 RUN python -c "from templateflow import api; \
 api.get('MNI152NLin2009cAsym', resolution=1, suffix='T1w', desc=None); \
 api.get('MNI152NLin2009cAsym', resolution=1, suffix='mask', desc='brain'); \
-api.get('MNI152NLin2009cAsym', resolution=1, suffix='dseg', atlas=None)" \
+api.get('MNI152NLin2009cAsym', resolution=1, atlas='HOSPA', suffix='dseg', extension='.nii.gz'); \
+api.get('MNI152NLin2009cAsym', atlas='HOSPA', suffix='dseg', extension='.tsv')" \
     && chmod -R a+rX /opt/templateflow /opt/qsmapp
 
 COPY --from=fastsurfer /opt/FastSurfer /opt/FastSurfer

@@ -72,8 +72,10 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         return run_group(bids_dir=bids_dir, output_dir=output_dir, settings=settings,
                          selection=selection, options=options, command=command, group=group)
     if "qsm" in settings.outputs and settings.qsm_algorithm == "nextqsm":
-        raise UsageError("the NeXtQSM backend (--qsm-algorithm nextqsm, --premade nextqsm) is not available "
-                         "in this version of qsmapp", hint="use --premade default or --qsm-algorithm rts")
+        from ..interfaces import nextqsm as nx
+
+        nx.check_tensorflow()
+        LOGGER.info("NeXtQSM weights: %s", nx.find_weights(options.nextqsm_weights))
     if settings.needs_segmentation:
         _check_segmentation_tools(settings)
     if not options.skip_bids_validation:

@@ -25,6 +25,7 @@ _QSM_REFERENCES = {
     "tkd": "Shmueli K, et al. Magn Reson Med 2009. doi:10.1002/mrm.22135",
     "tikhonov": "Bilgic B, et al. J Magn Reson Imaging 2014. doi:10.1002/jmri.24365",
     "tgv": "Langkammer C, et al. NeuroImage 2015. doi:10.1016/j.neuroimage.2015.02.041",
+    "nextqsm": "Cognolato F, et al. Med Image Anal 2023. doi:10.1016/j.media.2022.102700",
 }
 
 
@@ -141,7 +142,8 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
         else:
             progress.warning("no existing mask found in derivatives/%s: computing one", settings.existing_masks_pipeline)
     try:
-        result = reconstruct(data, info, settings, progress, existing_mask=existing, segmentation=segmentation)
+        result = reconstruct(data, info, settings, progress, existing_mask=existing, segmentation=segmentation,
+                             nextqsm_weights=task.nextqsm_weights, device=task.device)
     except ValueError as exc:  # algorithm input checks: bad data for this unit
         raise DataError(f"{info.unit.name}: {exc}") from None
     qc.update(chi=result.chi, mask=result.mask)

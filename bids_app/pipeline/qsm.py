@@ -112,8 +112,28 @@ def _tgv(data, info, settings, mask, fields_ppm):
     return np.mean(maps, axis=0).astype(np.float32)
 
 
-def _reconstruct_pass(data, info, settings, mask, fields, progress, label) -> tuple[np.ndarray, np.ndarray]:
+_NETWORKS: dict = {}  # NeXtQSM networks per weights folder, loaded once per worker process
+
+
+def _nextqsm(info, mask, fields_ppm, weights, device):
+    """NeXtQSM (background removal + inversion) of each total field; the maps are averaged."""
+    from ..interfaces import nextqsm as nx
+
+    folder = nx.find_weights(weights)
+    if str(folder) not in _NETWORKS:
+        _NETWORKS[str(folder)] = nx.load_networks(folder)
+    tf_device = {"cpu": "/CPU:0", "cuda": "/GPU:0"}.get(device)
+    maps = [nx.nextqsm(field, mask, voxel_size=info.voxel_size, b0_dir=info.b0_dir,
+                       networks=_NETWORKS[str(folder)], device=tf_device)[0] for field in fields_ppm]
+    return np.mean(maps, axis=0).astype(np.float32)
+
+
+def _reconstruct_pass(data, info, settings, mask, fields, progress, label, nextqsm_options=None) -> tuple[np.ndarray, np.ndarray]:
     """One QSM pass with ``mask`` from precomputed total fields (ppm); returns (χ ppm, valid-χ mask)."""
+    if settings.qsm_algorithm == "nextqsm":
+        with progress.step(f"{label}: NeXtQSM (background removal + inversion)"):
+            chi = _nextqsm(info, mask, fields, **(nextqsm_options or {}))
+        return chi, mask
     if settings.qsm_algorithm == "tgv":
         with progress.step(f"{label}: TGV"):
             chi = _tgv(data, info, settings, mask, fields)
@@ -132,7 +152,8 @@ def _reconstruct_pass(data, info, settings, mask, fields, progress, label) -> tu
     return np.where(final_mask, np.mean(chis, axis=0), 0).astype(np.float32), final_mask
 
 
-def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None, segmentation=None) -> QsmResult:
+def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None, segmentation=None,
+                nextqsm_weights=None, device="auto") -> QsmResult:
     """QSM of one unit: masks, total field(s) once, then one pass per mask, merged and referenced.
 
     ``segmentation`` (labels on the GRE grid with ``.labels`` and ``.lookup``) is needed when
@@ -142,21 +163,19 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
         raise DataError(f"{info.unit.name}: no phase images, QSM is impossible")
     if info.field_strength is None:
         raise DataError(f"{info.unit.name}: MagneticFieldStrength unknown", hint="pass --b0-strength")
-    if settings.qsm_algorithm == "nextqsm":
-        raise DataError("the NeXtQSM backend is not available in this installation",
-                        hint="install the optional backend (pip install qsmapp[nextqsm]) or use --qsm-algorithm rts")
+    nextqsm_options = {"weights": nextqsm_weights, "device": device}
     with progress.step("masking"):
         pass_masks = build_masks(data, info, settings, existing=existing_mask)
     filled = pass_masks.masks[0]
     # The field is estimated once on the largest (filled) mask; both passes reuse it.
     tgv_per_echo = settings.qsm_algorithm == "tgv" and not (settings.combine_phase and info.n_echoes > 1)
     fields = None if tgv_per_echo else _field_maps_ppm(data, info, settings, filled, progress)
-    chi1, mask1 = _reconstruct_pass(data, info, settings, filled, fields, progress, "pass 1")
+    chi1, mask1 = _reconstruct_pass(data, info, settings, filled, fields, progress, "pass 1", nextqsm_options)
     chi_single = None
     chi, mask = chi1, mask1
     if settings.two_pass and len(pass_masks.masks) > 1:
         reliable = pass_masks.masks[1] & filled
-        chi2, mask2 = _reconstruct_pass(data, info, settings, reliable, fields, progress, "pass 2")
+        chi2, mask2 = _reconstruct_pass(data, info, settings, reliable, fields, progress, "pass 2", nextqsm_options)
         # Stewart 2022: χ₂ inside the reliable mask, χ₁ elsewhere (the holes and the rim).
         chi = np.where(mask2, chi2, chi1).astype(np.float32)
         chi_single = chi1

@@ -123,7 +123,9 @@ def _pick_labels(folder: Path, atlas: str | None, t1w_path: Path) -> tuple[Path,
         key, image, _ = item
         preferred = next((i for i, p in enumerate(_ATLAS_PREFERENCE) if p.lower() == key.lower()), len(_ATLAS_PREFERENCE))
         same_res = 0 if _entities(image).get("res") == t1w_res else 1
-        return (preferred, same_res, _resolution_rank(image), image.name)
+        # Probabilistic atlases come thresholded at several levels (desc-th0/th25/th50): 25 % is the usual one.
+        threshold = 0 if _entities(image).get("desc", "th25") == "th25" else 1
+        return (preferred, same_res, threshold, _resolution_rank(image), image.name)
 
     _, image, table = sorted(usable, key=rank)[0]
     return image, table
