@@ -9,6 +9,8 @@ ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
 FROM ${PYTHON_IMAGE} AS fastsurfer
 ARG FASTSURFER_VERSION=v2.4.2
 ARG TORCH_VERSION=2.5.1
+# cpu, or e.g. cu124 for a GPU image (with QSMAPP_EXTRA=nextqsm-gpu; run with --gpus all / --nv).
+ARG TORCH_VARIANT=cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Build-time only: git fetches the pinned FastSurfer release (apt versions follow the pinned base image).
 # hadolint ignore=DL3008
@@ -18,14 +20,23 @@ RUN apt-get update \
 RUN git clone --depth 1 --branch "${FASTSURFER_VERSION}" https://github.com/Deep-MI/FastSurfer.git /opt/FastSurfer \
     && python -m venv /opt/fastsurfer-venv \
     && /opt/fastsurfer-venv/bin/pip install --no-cache-dir "torch==${TORCH_VERSION}" \
-         --index-url https://download.pytorch.org/whl/cpu \
+         --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" \
     && /opt/fastsurfer-venv/bin/pip install --no-cache-dir -r /opt/FastSurfer/requirements.txt
 WORKDIR /opt/FastSurfer
 RUN PYTHONPATH=/opt/FastSurfer /opt/fastsurfer-venv/bin/python FastSurferCNN/download_checkpoints.py --all
 
+# --- NeXtQSM weights (the authors' OSF archive), checked against the files qsmapp loads --------------
+FROM ${PYTHON_IMAGE} AS nextqsm-weights
+ARG OSFCLIENT_VERSION=0.0.5
+COPY docker/fetch_nextqsm_weights.py /tmp/fetch_nextqsm_weights.py
+RUN pip install --no-cache-dir "osfclient==${OSFCLIENT_VERSION}" \
+    && python /tmp/fetch_nextqsm_weights.py /opt/nextqsm/weights
+
 # --- qsmapp and its templates ---------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
+# "nextqsm" installs tensorflow-cpu; "nextqsm-gpu" installs TensorFlow with CUDA (run with --gpus all).
+ARG QSMAPP_EXTRA=nextqsm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -38,6 +49,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TEMPLATEFLOW_AUTOUPDATE=0 \
     FASTSURFER_HOME=/opt/FastSurfer \
     FASTSURFER_PYTHON=/opt/fastsurfer-venv/bin/python \
+    QSMAPP_NEXTQSM_WEIGHTS=/opt/nextqsm/weights \
+    TF_CPP_MIN_LOG_LEVEL=2 \
     QSMAPP_CONTAINER_IMAGE=qsmapp:${VERSION} \
     OMP_NUM_THREADS=1 \
     OPENBLAS_NUM_THREADS=1 \
@@ -46,8 +59,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/qsmapp
 COPY version pyproject.toml README.md constraints.txt ./
 COPY bids_app ./bids_app
-# The same install command as the README and CI: one constraints file, one pip call.
-RUN pip install -c constraints.txt . \
+# The README's install command (one constraints file, one pip call) with the NeXtQSM extra.
+RUN pip install -c constraints.txt ".[${QSMAPP_EXTRA}]" \
     && cp version /version
 
 # Templates are fetched now so that nothing is downloaded at run time (TEMPLATEFLOW_AUTOUPDATE=0): the
@@ -62,6 +75,7 @@ api.get('MNI152NLin2009cAsym', atlas='HOSPA', suffix='dseg', extension='.tsv')" 
 
 COPY --from=fastsurfer /opt/FastSurfer /opt/FastSurfer
 COPY --from=fastsurfer /opt/fastsurfer-venv /opt/fastsurfer-venv
+COPY --from=nextqsm-weights /opt/nextqsm/weights /opt/nextqsm/weights
 
 LABEL org.opencontainers.image.title="qsmapp" \
       org.opencontainers.image.description="BIDS App for QSM, SWI, T2*/R2* mapping and segmentation" \

@@ -78,8 +78,8 @@ def _python_image() -> str:
 
 def test_one_install_command_for_container_readme_and_ci():
     install = "pip install -c constraints.txt ."
-    assert f"RUN {install}" in DOCKERFILE
-    assert install in README
+    assert 'RUN pip install -c constraints.txt ".[${QSMAPP_EXTRA}]"' in DOCKERFILE  # the same, with the NeXtQSM extra
+    assert install in README and 'pip install -c constraints.txt ".[nextqsm]"' in README
     ci = (REPO / ".ci" / "run").read_text()
     assert 'pip install -q -c constraints.txt ".[test]"' in ci
     readme_test_command = next(line for line in README.splitlines() if "python -m pytest" in line)
@@ -90,3 +90,31 @@ def test_one_install_command_for_container_readme_and_ci():
 def test_readme_documents_container_commands():
     for fragment in ("docker build", "docker run", ":ro", "apptainer build", "apptainer run", "--cleanenv", "-B "):
         assert fragment in README, fragment
+
+
+def test_nextqsm_weights_stage(tmp_path):
+    """The build-time weights script extracts the archive's files flat and checks what qsmapp loads."""
+    import importlib.util
+    import tarfile
+
+    from bids_app.interfaces.nextqsm import DEFAULT_WEIGHTS_DIR, REQUIRED_FILES
+
+    assert f"QSMAPP_NEXTQSM_WEIGHTS={DEFAULT_WEIGHTS_DIR}" in DOCKERFILE
+    assert f"COPY --from=nextqsm-weights {DEFAULT_WEIGHTS_DIR} {DEFAULT_WEIGHTS_DIR}" in DOCKERFILE
+    spec = importlib.util.spec_from_file_location("fetch", REPO / "docker" / "fetch_nextqsm_weights.py")
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    assert set(fetch.REQUIRED) == set(REQUIRED_FILES)
+    source = tmp_path / "src" / "checkpoints"
+    source.mkdir(parents=True)
+    for name in REQUIRED_FILES:
+        (source / name).write_bytes(name.encode())
+    archive = tmp_path / "weights.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(source, arcname="checkpoints")
+    assert fetch.main([str(tmp_path / "out"), "--tar", str(archive)]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(REQUIRED_FILES)
+    with tarfile.open(tmp_path / "partial.tar", "w") as tar:
+        tar.add(source / REQUIRED_FILES[0], arcname=REQUIRED_FILES[0])
+    with pytest.raises(SystemExit, match="lacks"):
+        fetch.main([str(tmp_path / "out2"), "--tar", str(tmp_path / "partial.tar")])

@@ -81,7 +81,7 @@ def _released_layout(n_layers, start=16):
 
 # ------------------------------------------------------------------------------ checkpoint format
 def test_checkpoint_has_the_released_layout(checkpoint):
-    assert sorted(p.name for p in checkpoint.iterdir()) == sorted(nx.REQUIRED_FILES)
+    assert sorted(p.name for p in checkpoint.iterdir()) == sorted([*nx.REQUIRED_FILES, weights.PARAMS])
     assert _datasets(checkpoint / weights.BACKGROUND_WEIGHTS) == _released_layout(7)
     assert _datasets(checkpoint / weights.VN_WEIGHTS) == _released_layout(6)
     assert json.loads((checkpoint / weights.PARAMS).read_text())["vn_n_steps"] == 6
@@ -96,6 +96,15 @@ def test_save_then_load_gives_identical_networks(networks, checkpoint):
         reference = before(x).numpy()
         assert np.abs(reference).max() > 0
         np.testing.assert_array_equal(after(x).numpy(), reference)
+
+
+def test_released_archive_without_params_json_loads_the_released_architecture(networks, checkpoint, tmp_path):
+    for name in nx.REQUIRED_FILES:
+        (tmp_path / name).write_bytes((checkpoint / name).read_bytes())
+    assert nx.find_weights(tmp_path) == tmp_path.resolve()
+    loaded = nx.load_networks(tmp_path)
+    assert loaded.params == dict(nx.REFERENCE_PARAMS)
+    np.testing.assert_array_equal(loaded.lambdas, networks.lambdas)
 
 
 def test_load_rejects_a_checkpoint_of_another_architecture(checkpoint, tmp_path):

@@ -24,13 +24,15 @@ BACKGROUND_WEIGHTS = "zdir_calc-HRbf-rmse-weights.weights.h5"
 VN_WEIGHTS = "zdir_calc-HR-vn-nets.weights.h5"
 VN_LAMBDAS = "zdir_calc-HR-vn-lambdas.npy"
 PARAMS = "params.json"
-REQUIRED_FILES = (BACKGROUND_WEIGHTS, VN_WEIGHTS, VN_LAMBDAS, PARAMS)
+# The released archive (nextqsm-weights.tar) holds the three weight files; ``params.json`` ships with the
+# nextqsm package instead, so it is optional here (the released architecture is the default).
+REQUIRED_FILES = (BACKGROUND_WEIGHTS, VN_WEIGHTS, VN_LAMBDAS)
 DEFAULT_WEIGHTS_DIR = Path("/opt/nextqsm/weights")
 WEIGHTS_ENV = "QSMAPP_NEXTQSM_WEIGHTS"
 
 #: Architecture hyper-parameters of the released checkpoint (``params.json`` of nextqsm 1.0.6).
-#: :func:`load_networks` always reads the ``params.json`` next to the weights; these are for building
-#: networks without a checkpoint (tests, benchmarks).
+#: :func:`load_networks` reads the ``params.json`` next to the weights when there is one, else uses these
+#: (the released archive has no params.json); also used to build networks without a checkpoint (tests).
 REFERENCE_PARAMS = {
     "batch_norm": False, "starting_filters": 16, "conv_per_layer": 1, "kernel_initializer": "he_normal",
     "act_func": "relu", "n_layers": 7,
@@ -140,6 +142,9 @@ def find_weights(explicit=None) -> Path:
 
 
 def _read_params(folder: Path) -> dict:
+    if not (folder / PARAMS).is_file():
+        LOGGER.info("no %s next to the NeXtQSM weights: using the released architecture", PARAMS)
+        return dict(REFERENCE_PARAMS)
     try:
         params = json.loads((folder / PARAMS).read_text())
     except (OSError, ValueError) as error:
