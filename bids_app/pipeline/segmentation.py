@@ -87,7 +87,8 @@ def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
             "Resolution": "GRE grid"})
         written += [path, _json(path)]
         path_t1w = writer.save_nifti(writer.path(unit, "dseg", space="T1w"), seg.labels, t1w_affine, dtype=np.int16,
-                                     sidecar={"Sources": sources[:1], **common, "Resolution": "T1w grid"})
+                                     sidecar={"Sources": sources[:1], **common, "Resolution": "T1w grid",
+                                              "SpatialReference": sources[0]})
         written += [path_t1w, _json(path_t1w)]
         for image in (path, path_t1w):
             written.append(writer.save_tsv(image.with_name(image.name.replace(".nii.gz", ".tsv")),

@@ -118,6 +118,12 @@ def test_roistats_tables_and_label_referencing(processed):
     assert "doi:10.1016/j.media.2007.06.004" in citations
 
 
+def test_derivatives_are_valid_bids(processed):
+    from bids_app.interfaces.bids_validator import errors_of, run_validator
+
+    assert errors_of(run_validator(processed)) == []
+
+
 def test_unit_without_t1w_keeps_its_other_outputs(processed):
     anat = processed / "sub-02" / "anat"
     assert (anat / "sub-02_Chimap.nii.gz").is_file() and (anat / "sub-02_R2starmap.nii.gz").is_file()
