@@ -24,6 +24,9 @@ _INTERPOLATORS = {"linear": "linear", "label": "genericLabel", "nearest": "neare
 _FINE_GRID_PYRAMID = dict(aff_shrink_factors=(6, 4, 2), aff_smoothing_sigmas=(3, 2, 1), aff_iterations=(1000, 500, 100))
 
 
+_SAME_CONTRAST_SYN = dict(syn_metric="CC", syn_sampling=2, reg_iterations=(40, 10, 0))
+
+
 def _linear_pyramid(*images) -> dict:
     finest = min(min(image.spacing) for image in images)
     return _FINE_GRID_PYRAMID if finest < 1.5 else {}
@@ -53,7 +56,7 @@ def to_ants(data, affine):
 
 
 def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_prefix, mask=None,
-             initial_transform=None, random_seed=1) -> Registration:
+             initial_transform=None, same_contrast=False, random_seed=1) -> Registration:
     """Register ``moving`` to ``fixed`` (rigid, affine, or affine + SyN) and save the transforms.
 
     Parameters
@@ -71,6 +74,11 @@ def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_pr
         Fixed-image region that drives the metric.
     initial_transform : str or Path, optional
         A linear transform file to start from (the result of an earlier stage).
+    same_contrast : bool
+        Both images have the same contrast (template T1w → T1w): the SyN stage then uses local
+        cross-correlation (radius 2), far more accurate there than mutual information (deep grey matter
+        Dice 0.92–0.97 instead of 0.66–0.95 on the phantom at 1 mm), with its 2 mm level shortened to keep
+        the time of a 1 mm registration near a minute.
     """
     import ants
 
@@ -83,7 +91,8 @@ def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_pr
     initial = None if initial_transform is None else [str(initial_transform)]
     result = ants.registration(fixed_image, moving_image, type_of_transform=_TRANSFORM_TYPES[kind],
                                outprefix=str(out_prefix), mask=mask_image, random_seed=random_seed,
-                               initial_transform=initial, **_linear_pyramid(fixed_image, moving_image))
+                               initial_transform=initial, **_linear_pyramid(fixed_image, moving_image),
+                               **(_SAME_CONTRAST_SYN if same_contrast and kind in ("syn", "synonly") else {}))
     return Registration(forward=list(result["fwdtransforms"]), inverse=list(result["invtransforms"]), kind=kind)
 
 
@@ -122,7 +131,7 @@ def affine_transform_matrix(path) -> np.ndarray:
 
 
 def register_linear_then(fixed, fixed_affine, moving, moving_affine, *, kind="affine", out_prefix,
-                         mask=None) -> Registration:
+                         mask=None, same_contrast=False) -> Registration:
     """Rigid, then affine from the rigid result, then SyN from the affine result (``kind`` says where to stop).
 
     Starting each stage from the previous one is more robust across contrasts (T1w → GRE) than one
@@ -135,7 +144,8 @@ def register_linear_then(fixed, fixed_affine, moving, moving_affine, *, kind="af
     result, initial = None, None
     for stage in stages[kind]:
         result = register(fixed, fixed_affine, moving, moving_affine, kind=stage, mask=mask,
-                          out_prefix=f"{out_prefix}{stage}_", initial_transform=initial)
+                          out_prefix=f"{out_prefix}{stage}_", initial_transform=initial,
+                          same_contrast=same_contrast)
         initial = next(t for t in result.forward if str(t).endswith(".mat"))
     result.kind = kind
     return result

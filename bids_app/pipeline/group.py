@@ -1,17 +1,477 @@
-"""Group level (SPEC §5 Group level): study template and ROI statistics across participants."""
+"""Group level (SPEC §5 Group level): study template, maps in template space, group ROI tables and plots.
+
+Reads the participant outputs in OUTPUT_DIR (never modifies them) and the first-echo GRE magnitudes in
+BIDS_DIR; writes everything under ``OUTPUT_DIR/group/`` (atomic writes) plus the run log and provenance
+under ``OUTPUT_DIR/logs/``::
+
+    group/README
+    group/tpl-study_desc-magnitude_T2starw.nii.gz (+ .json)    sharpened average brain magnitude
+    group/tpl-study_desc-brain_mask.nii.gz                      voxels inside ≥ half of the warped masks
+    group/tpl-study_desc-mean_Chimap.nii.gz, _desc-sd_Chimap    average / SD of QSM in template space (ppm)
+    group/tpl-study_desc-mean_{R2starmap,T2starmap,swi}.nii.gz  when every template unit has them
+    group/tpl-study_dseg.nii.gz                                 majority vote of the warped dseg (if all have one)
+    group/desc-template_ncc.tsv                                 NCC of each warped unit with the template
+    group/sub-<l>[/ses-<s>]/<unit>_space-study_<suffix>.nii.gz  maps of each unit in template space
+    group/sub-<l>[/ses-<s>]/<unit>_from-GRE_to-study_mode-image_xfm.{mat,nii.gz} and from-study_to-GRE
+    group/desc-<kind>_roistats_long.tsv, _wide.tsv (+ .json), desc-<kind>_roistats_boxplot.{png,svg}
+
+Exit codes: 0; 66 (``NoInputError``) when OUTPUT_DIR holds no participant outputs (raised), or fewer than
+two units are usable for the template (returned, after the tables are written).
+"""
 
 from __future__ import annotations
 
-from ..errors import NoInputError
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..config.execution import GroupOptions
+from ..derivatives import DerivativesWriter
+from ..derivatives.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
+from ..derivatives.provenance import write_run_provenance
+from ..errors import EXIT_FAILURE, EXIT_NO_INPUT, EXIT_OK, CannotCreateOutputError, NoInputError
+from ..group.inputs import OPTIONAL_MAPS, ROISTATS_KINDS, find_group_units, participant_outputs_exist
+from ..group.plots import roi_distribution_plot
+from ..group.tables import (KIND_UNITS, LONG_COLUMNS, long_sidecar, long_table, read_roistats, wide_sidecar,
+                            wide_table)
+from ..group.template import build_template, majority_labels, normalise_intensity, to_template
+from .execution import UnitResult
+
+LOGGER = logging.getLogger("qsmapp")
+
+__all__ = ["run_group"]
+
+SPACE = "study"
+REGISTRATION_VOXEL_MM = 2.0  # registrations run at ≥ 2 mm; outputs stay at the first unit's resolution
+TEMPLATE_NAME = "tpl-study_desc-magnitude_T2starw.nii.gz"
+MNI = "MNI152NLin2009cAsym"
+_PLOT_TITLES = {"qsm": "QSM (Chimap)", "r2s": "R2*", "t2s": "T2*"}
 
 
-def run_group(*, bids_dir, output_dir, settings, selection, options, command) -> int:
-    if not (output_dir / "dataset_description.json").is_file():
+def run_group(*, bids_dir, output_dir, settings, selection, options, command, group=None,
+              log_level=logging.INFO) -> int:
+    """Run the group level; returns the exit code (see the module docstring).
+
+    ``group`` is a :class:`bids_app.config.execution.GroupOptions` (None: its defaults);
+    ``selection`` restricts the units (participant/session/acq/run labels, BIDS filters).
+    """
+    group = group if group is not None else GroupOptions()
+    bids_dir, output_dir = Path(bids_dir), Path(output_dir)
+    if not participant_outputs_exist(output_dir):
         raise NoInputError(
-            f"{output_dir} holds no qsmapp participant outputs",
+            f"{output_dir} holds no qsmapp participant outputs (no dataset_description.json or no "
+            "sub-*/anat/*_Chimap.nii.gz / *_roistats.tsv)",
             hint="run the participant level first: qsmapp BIDS_DIR OUTPUT_DIR participant",
         )
-    raise NoInputError(
-        "the group level (template and group statistics) is not available in this version",
-        hint="it is being built; run the participant level for now",
-    )
+    units = find_group_units(bids_dir, output_dir, selection)
+    if options.dry_run:
+        print(_describe_plan(units, group))
+        return EXIT_OK
+    group_dir = output_dir / "group"
+    try:
+        group_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CannotCreateOutputError(f"cannot create {group_dir}: {exc.strerror or exc}") from None
+    for folder in [group_dir, *[p for p in group_dir.rglob("*") if p.is_dir()]]:
+        remove_stale_temporaries(folder)  # left by a killed group run
+    run_id = "group-" + time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    handler = _attach_log(output_dir, run_id)
+    writer = DerivativesWriter(output_dir, bids_dir=bids_dir)
+    results: list = []
+    work_root, remove_work = _work_root(options, run_id)
+    code = EXIT_FAILURE  # until a branch below decides (also on KeyboardInterrupt)
+    try:
+        LOGGER.info("group level: %d unit(s) selected; outputs in %s", len(units), group_dir)
+        tables = _write_tables(writer, group_dir, units)
+        results.append(UnitResult("tables", "ok", outputs=[str(p) for p in tables]))
+        usable = _usable_units(units)
+        if len(usable) < 2:
+            message = (f"the study template needs at least 2 units with a QSM, a brain mask and a GRE magnitude; "
+                       f"found {len(usable)}" + (f" ({usable[0].name})" if usable else ""))
+            LOGGER.error("%s; group tables written, no template", message)
+            results.append(UnitResult("template", "failed", message=message, exit_code=EXIT_NO_INPUT))
+            code = EXIT_NO_INPUT
+        else:
+            start = time.perf_counter()
+            written, notes = _template_outputs(writer, group_dir, usable, group, options, work_root, log_level)
+            results.append(UnitResult("template", "ok", time.perf_counter() - start, outputs=written, notes=notes))
+            code = EXIT_OK
+        _write_readme(group_dir)
+    except BaseException:
+        code = EXIT_FAILURE
+        raise
+    finally:
+        if remove_work:
+            shutil.rmtree(work_root, ignore_errors=True)
+        write_run_provenance(output_dir, run_id=run_id, settings=settings, command=list(command or []),
+                             results=results, citations=["ants"] if code == EXIT_OK else [])
+        LOGGER.removeHandler(handler)
+        handler.close()
+    return code
+
+
+# --- selection ------------------------------------------------------------------------------------
+def _usable_units(units) -> list:
+    usable = []
+    for unit in units:
+        missing = unit.missing_for_template()
+        if missing:
+            LOGGER.warning("[%s] skipped for the template: missing %s", unit.name, ", ".join(missing))
+        else:
+            usable.append(unit)
+    return usable
+
+
+def _describe_plan(units, group) -> str:
+    lines = [f"group level: {len(units)} unit(s); template iterations {group.template_iterations}; "
+             f"MNI registration {'on' if group.group_mni else 'off'}"]
+    for unit in units:
+        missing = unit.missing_for_template()
+        tables = ", ".join(sorted(unit.roistats)) or "none"
+        lines.append(f"  {unit.name}: template {'no (missing ' + ', '.join(missing) + ')' if missing else 'yes'}; "
+                     f"roistats: {tables}")
+    return "\n".join(lines)
+
+
+# --- tables ---------------------------------------------------------------------------------------
+def _write_tables(writer, group_dir: Path, units) -> list:
+    written = []
+    for kind in ROISTATS_KINDS:
+        present = [u for u in units if kind in u.roistats]
+        if not present:
+            continue
+        for unit in units:
+            if kind not in unit.roistats:
+                LOGGER.info("[%s] no desc-%s_roistats.tsv: not in the %s group table", unit.name, kind, kind)
+        gathered, sources = [], []
+        for unit in present:
+            try:
+                gathered.append((unit.entities, read_roistats(unit.roistats[kind])))
+            except (OSError, ValueError) as exc:
+                LOGGER.warning("[%s] cannot read %s: %s; skipped", unit.name, unit.roistats[kind], exc)
+                continue
+            sources.append(_derivative_uri(writer, unit.roistats[kind]))
+        if not gathered:
+            continue
+        rows = long_table(gathered)
+        long_path = group_dir / f"desc-{kind}_roistats_long.tsv"
+        writer.save_json(long_path.with_suffix(".json"), long_sidecar(kind, sources))
+        written.append(writer.save_tsv(long_path, rows, LONG_COLUMNS))
+        wide_rows, wide_columns = wide_table(rows)
+        wide_path = group_dir / f"desc-{kind}_roistats_wide.tsv"
+        writer.save_json(wide_path.with_suffix(".json"), wide_sidecar(kind, wide_columns, sources))
+        written.append(writer.save_tsv(wide_path, wide_rows, wide_columns))
+        written += roi_distribution_plot(
+            rows, [group_dir / f"desc-{kind}_roistats_boxplot.png", group_dir / f"desc-{kind}_roistats_boxplot.svg"],
+            title=f"{_PLOT_TITLES.get(kind, kind)} per ROI", units=KIND_UNITS.get(kind, ""))
+        LOGGER.info("group %s table: %d unit(s) × ROIs = %d rows", kind, len(gathered), len(rows))
+    if not written:
+        LOGGER.warning("no participant ROI statistics (*_desc-qsm_roistats.tsv) found: no group tables "
+                       "(run the participant level with --outputs qsm seg analysis)")
+    return written
+
+
+# --- template -------------------------------------------------------------------------------------
+def _load(path) -> tuple[np.ndarray, np.ndarray]:
+    image = nib.load(str(path))
+    data = np.asanyarray(image.dataobj)
+    if data.ndim == 4:
+        data = data[..., 0]
+    return np.asarray(data, dtype=np.float32), image.affine
+
+
+def _load_magnitude(unit) -> np.ndarray:
+    from ..bids.loading import load_volume
+
+    return np.asarray(load_volume(unit.magnitude, unit.magnitude_volume), dtype=np.float32)
+
+
+def _template_outputs(writer, group_dir, units, group, options, work_root, log_level):
+    """Build the template and write every template-space output; (written paths, notes)."""
+    images, masks = {}, {}
+    for unit in units:
+        mask, affine = _load(unit.mask)
+        magnitude = _load_magnitude(unit)
+        if magnitude.shape != mask.shape:
+            LOGGER.warning("[%s] magnitude %s and brain mask %s differ in shape: skipped for the template",
+                           unit.name, magnitude.shape, mask.shape)
+            continue
+        masks[unit.name] = (mask > 0, affine)
+        images[unit.name] = (normalise_intensity(magnitude, mask > 0), affine)
+    by_name = {u.name: u for u in units if u.name in images}
+    if len(images) < 2:
+        raise NoInputError(f"fewer than 2 units have a magnitude on the grid of their brain mask ({len(images)})",
+                           hint="the group tables are written; the template needs 2 usable units")
+    threads = options.threads_per_unit()
+    result = build_template(images, iterations=group.template_iterations, work_dir=work_root / "template",
+                            n_procs=max(1, int(options.n_procs)), threads=threads,
+                            registration_voxel_mm=REGISTRATION_VOXEL_MM, log_level=log_level)
+    for name, message in result.failed.items():
+        LOGGER.error("[%s] registration to the template failed: %s; left out", name, message)
+    names = [n for n in images if n in result.transforms]
+    shape, affine = result.template.shape, result.affine
+    template_uri = f"bids::group/{TEMPLATE_NAME}"
+    written, notes = [], [f"NCC {n}: affine {result.ncc_affine.get(n, float('nan')):.3f}, final {result.ncc[n]:.3f}"
+                          for n in names]
+    start = time.perf_counter()
+
+    # masks first: they define the template mask and the coverage of every average
+    warped_masks = {n: to_template(masks[n][0].astype(np.float32), masks[n][1], result.transforms[n],
+                                   template_shape=shape, template_affine=affine) >= 0.5 for n in names}
+    coverage = np.sum(np.stack([warped_masks[n] for n in names]), axis=0)
+    template_mask = coverage >= max(1, int(np.ceil(len(names) / 2)))
+    template = np.where(result.template > 0, result.template, 0.0).astype(np.float32)
+    magnitude_sources = [writer.source_uri(by_name[n].magnitude) for n in names]
+    written.append(writer.save_nifti(group_dir / TEMPLATE_NAME, template, affine, sidecar={
+        "Description": "study template: sharpened average of the brain-masked, intensity-normalised (mean 1) "
+                       "first-echo GRE magnitudes after iterative affine + SyN registration (ANTs)",
+        "Units": "arbitrary", "SkullStripped": True, "Sources": magnitude_sources,
+        "TemplateIterations": int(group.template_iterations),
+        "Registration": "antspyx: affine (Mattes MI), then affine + SyN (CC, radius 2) per iteration; "
+                        f"registrations on images resampled to {REGISTRATION_VOXEL_MM} mm when finer",
+        "NumberOfUnits": len(names),
+        "MeanNCC": float(np.mean([result.ncc[n] for n in names])),
+        "MeanNCCAffineOnly": float(np.mean([result.ncc_affine[n] for n in names if n in result.ncc_affine])),
+        "History": result.history,
+    }))
+    written.append(writer.save_nifti(group_dir / "tpl-study_desc-brain_mask.nii.gz", template_mask, affine,
+                                     dtype=np.uint8, sidecar={
+        "Description": "voxels inside the brain masks of at least half of the units (in template space)",
+        "Type": "Brain", "SpatialReference": template_uri,
+        "Sources": [_derivative_uri(writer, by_name[n].mask) for n in names]}))
+    ncc_rows = [{"unit": n, "ncc_affine": result.ncc_affine.get(n), "ncc": result.ncc[n]} for n in names]
+    written.append(writer.save_tsv(group_dir / "desc-template_ncc.tsv", ncc_rows, ["unit", "ncc_affine", "ncc"]))
+    writer.save_json(group_dir / "desc-template_ncc.json", {
+        "unit": {"Description": "unit (filename prefix of its participant outputs)"},
+        "ncc_affine": {"Description": "normalised cross-correlation of the affinely aligned magnitude with the "
+                                      "affine-only average (first stage), voxels covered by ≥ half of the units"},
+        "ncc": {"Description": "normalised cross-correlation of the magnitude warped by the final transforms "
+                               "with the final template"}})
+
+    # per unit: transforms, magnitude, mask, maps in template space
+    maps = ["Chimap"] + [s for s in OPTIONAL_MAPS if all(by_name[n].output(s).is_file() for n in names)]
+    with_dseg = all(by_name[n].dseg.is_file() for n in names)
+    warped_maps: dict = {m: {} for m in maps}
+    warped_dseg = {}
+    for name in names:
+        unit = by_name[name]
+        folder = _unit_group_dir(group_dir, unit)
+        written += _save_transforms(result.transforms[name], folder, f"{name}_", "GRE", SPACE)
+        spatial = {"SpatialReference": template_uri}
+        written.append(writer.save_nifti(folder / f"{name}_space-{SPACE}_desc-magnitude_T2starw.nii.gz",
+                                         result.warped[name], affine, sidecar={
+            **spatial, "Description": "brain-masked, normalised first-echo magnitude in template space",
+            "Sources": [writer.source_uri(unit.magnitude), _derivative_uri(writer, unit.mask)]}))
+        written.append(writer.save_nifti(folder / f"{name}_space-{SPACE}_desc-brain_mask.nii.gz", warped_masks[name],
+                                         affine, dtype=np.uint8, sidecar={
+            **spatial, "Type": "Brain", "Sources": [_derivative_uri(writer, unit.mask)]}))
+        for suffix in maps:
+            data, map_affine = _load(unit.output(suffix))
+            warped = to_template(data, map_affine, result.transforms[name], template_shape=shape,
+                                 template_affine=affine)
+            warped_maps[suffix][name] = warped
+            written.append(writer.save_nifti(folder / f"{name}_space-{SPACE}_{suffix}.nii.gz", warped, affine,
+                                             sidecar={**spatial, **_map_sidecar(unit.output(suffix)),
+                                                      "Interpolation": "linear",
+                                                      "Sources": [_derivative_uri(writer, unit.output(suffix))]}))
+        if with_dseg:
+            labels, label_affine = _load(unit.dseg)
+            warped_dseg[name] = to_template(labels, label_affine, result.transforms[name], template_shape=shape,
+                                            template_affine=affine, interpolation="label")
+            written.append(writer.save_nifti(folder / f"{name}_space-{SPACE}_dseg.nii.gz", warped_dseg[name], affine,
+                                             dtype=np.int16, sidecar={**spatial, "Interpolation": "generic label",
+                                                                      "Sources": [_derivative_uri(writer, unit.dseg)]}))
+
+    # averages over the units whose mask covers each voxel
+    for suffix in maps:
+        stack = np.stack([warped_maps[suffix][n] for n in names])
+        weights = np.stack([warped_masks[n] for n in names]).astype(np.float32)
+        count = np.maximum(weights.sum(axis=0), 1.0)
+        mean = np.where(template_mask, (stack * weights).sum(axis=0) / count, 0.0)
+        variance = np.where(template_mask & (weights.sum(axis=0) > 1),
+                            (weights * (stack - mean) ** 2).sum(axis=0) / np.maximum(count - 1.0, 1.0), 0.0)
+        sources = [_derivative_uri(writer, by_name[n].output(suffix)) for n in names]
+        units_of = _map_sidecar(by_name[names[0]].output(suffix)).get("Units")
+        for desc, data in (("mean", mean), ("sd", np.sqrt(variance))):
+            what = "average" if desc == "mean" else "standard deviation"
+            sidecar = {"Description": f"{what} of the units' {suffix} in template space, over the units whose "
+                                      "brain mask covers the voxel (zero outside the template mask)",
+                       "Units": units_of, "SpatialReference": template_uri, "NumberOfUnits": len(names),
+                       "Sources": sources}
+            written.append(writer.save_nifti(group_dir / f"tpl-study_desc-{desc}_{suffix}.nii.gz", data, affine,
+                                             sidecar=sidecar))
+    if with_dseg:
+        consensus = majority_labels([warped_dseg[n] for n in names])
+        sidecar = {"Description": "voxel-wise majority vote of the units' dseg in template space",
+                   "SpatialReference": template_uri,
+                   "Sources": [_derivative_uri(writer, by_name[n].dseg) for n in names]}
+        written.append(writer.save_nifti(group_dir / "tpl-study_dseg.nii.gz", consensus, affine, dtype=np.int16,
+                                         sidecar=sidecar))
+    stale = sorted({p.name.split("_space-")[0].split("_from-")[0] for p in group_dir.glob("sub-*/**/*")
+                    if p.is_file()} - set(names))
+    if stale:  # never deleted automatically: they may belong to a template a user still needs
+        LOGGER.warning("group/ still holds files of unit(s) %s from an earlier group run; they do not belong to "
+                       "this template: remove them", ", ".join(stale))
+    LOGGER.info("template-space maps written (%s) in %.1f s", ", ".join(maps + (["dseg"] if with_dseg else [])),
+                time.perf_counter() - start)
+    if group.group_mni:
+        written += _register_to_mni(writer, group_dir, template, affine, template_mask,
+                                    {s: _read_written(group_dir / f"tpl-study_desc-mean_{s}.nii.gz") for s in maps},
+                                    work_root)
+    return [str(p) for p in written], notes
+
+
+def _read_written(path):
+    return np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+
+
+def _map_sidecar(path) -> dict:
+    """Units (and nothing else) of a participant map, from its sidecar."""
+    import json
+
+    sidecar = Path(str(path).replace(".nii.gz", ".json"))
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: data[k] for k in ("Units",) if k in data}
+
+
+def _unit_group_dir(group_dir: Path, unit) -> Path:
+    folder = group_dir / f"sub-{unit.subject}"
+    return folder / f"ses-{unit.session}" if unit.session is not None else folder
+
+
+def _derivative_uri(writer, path) -> str:
+    """BIDS URI of a file of this derivative dataset: ``bids::sub-01/anat/...``."""
+    try:
+        return "bids::" + Path(path).resolve().relative_to(writer.root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_uri()
+
+
+def _copy_atomic(source, target) -> Path:
+    with atomic_path(target) as temp:
+        shutil.copyfile(source, temp)
+    return Path(target)
+
+
+def _save_transforms(registration, folder: Path, prefix: str, source: str, target: str) -> list:
+    """Transforms of a unit, named BIDS-like, each direction self-contained (inverse affine written out).
+
+    ``from-GRE_to-study``: apply ``..._xfm.nii.gz`` (warp) then ``..._xfm.mat`` as ANTs lists them
+    (``antsApplyTransforms -t warp.nii.gz -t affine.mat`` resamples a GRE-space image into the template).
+    ``from-study_to-GRE``: ``-t affine.mat -t warp.nii.gz`` of that direction.
+    """
+    import ants
+
+    forward = f"{prefix}from-{source}_to-{target}_mode-image_xfm"
+    inverse = f"{prefix}from-{target}_to-{source}_mode-image_xfm"
+    affine_file = next(p for p in registration.forward if str(p).endswith(".mat"))
+    warp_files = [p for p in registration.forward if str(p).endswith(".nii.gz")]
+    inverse_warps = [p for p in registration.inverse if str(p).endswith(".nii.gz")]
+    written = [_copy_atomic(affine_file, folder / f"{forward}.mat")]
+    if warp_files:
+        written.append(_copy_atomic(warp_files[0], folder / f"{forward}.nii.gz"))
+    with atomic_path(folder / f"{inverse}.mat") as temp:
+        ants.write_transform(ants.read_transform(str(affine_file)).invert(), str(temp))
+    written.append(folder / f"{inverse}.mat")
+    if inverse_warps:
+        written.append(_copy_atomic(inverse_warps[0], folder / f"{inverse}.nii.gz"))
+    return written
+
+
+# --- MNI ------------------------------------------------------------------------------------------
+def _find_mni():
+    """(T1w image, brain mask) of MNI152NLin2009cAsym in ``$TEMPLATEFLOW_HOME`` (never downloaded), or None."""
+    home = os.environ.get("TEMPLATEFLOW_HOME")
+    if not home:
+        return None, "TEMPLATEFLOW_HOME is not set"
+    folder = Path(home) / f"tpl-{MNI}"
+    for resolution in ("01", "02", "1", "2"):
+        image = folder / f"tpl-{MNI}_res-{resolution}_T1w.nii.gz"
+        mask = folder / f"tpl-{MNI}_res-{resolution}_desc-brain_mask.nii.gz"
+        if image.is_file() and mask.is_file():
+            return (image, mask), ""
+    return None, f"{folder} holds no tpl-{MNI}_res-01_T1w.nii.gz with its _desc-brain_mask.nii.gz"
+
+
+def _register_to_mni(writer, group_dir, template, affine, template_mask, means, work_root) -> list:
+    from ..interfaces.ants import register
+
+    found, why = _find_mni()
+    if found is None:
+        LOGGER.warning("--group-mni: %s is not available offline (%s); the study template is not registered "
+                       "to MNI (put TemplateFlow's %s in TEMPLATEFLOW_HOME, as the container does)", MNI, why, MNI)
+        return []
+    image_path, mask_path = found
+    mni_image, mni_affine = _load(image_path)
+    mni_mask = _load(mask_path)[0] > 0
+    fixed = normalise_intensity(mni_image, mni_mask)
+    LOGGER.info("registering the study template to %s (%s)", MNI, image_path)
+    registration = register(fixed, mni_affine, template, affine, kind="syn",
+                            out_prefix=work_root / "mni" / "study_to_mni_")
+    written = _save_transforms(registration, group_dir, "", SPACE, MNI)
+    for suffix, data in means.items():
+        moved = to_template(data, affine, registration, template_shape=mni_image.shape, template_affine=mni_affine)
+        sidecar = {"SpatialReference": f"https://templateflow.s3.amazonaws.com/tpl-{MNI}/{image_path.name}",
+                   "Description": f"mean {suffix} of the study template carried into {MNI}",
+                   "Sources": [f"bids::group/tpl-study_desc-mean_{suffix}.nii.gz"]}
+        written.append(writer.save_nifti(group_dir / f"tpl-study_space-{MNI}_desc-mean_{suffix}.nii.gz", moved,
+                                         mni_affine, sidecar=sidecar))
+    return written
+
+
+# --- files and logs -------------------------------------------------------------------------------
+_README = """qsmapp group level
+==================
+
+tpl-study_desc-magnitude_T2starw.nii.gz   study template (custom space "study"): sharpened average of the
+                                          brain-masked first-echo GRE magnitudes (intensity-normalised),
+                                          built by iterative affine + SyN registration (ANTs)
+tpl-study_desc-brain_mask.nii.gz          voxels inside the brain masks of at least half of the units
+tpl-study_desc-mean_<map>.nii.gz          average of the units' maps (Chimap ppm, R2starmap 1/s, T2starmap s,
+tpl-study_desc-sd_<map>.nii.gz            swi) in template space, and their standard deviation
+tpl-study_dseg.nii.gz                     majority vote of the units' segmentations (when all have one)
+desc-template_ncc.tsv                     registration quality: NCC of each unit with the template
+sub-<l>[/ses-<s>]/                        per unit: <unit>_space-study_<map>.nii.gz (linear interpolation,
+                                          labels with generic-label interpolation) and the transforms
+    <unit>_from-GRE_to-study_mode-image_xfm.nii.gz + .mat   antsApplyTransforms -t <.nii.gz> -t <.mat>
+    <unit>_from-study_to-GRE_mode-image_xfm.mat + .nii.gz   antsApplyTransforms -t <.mat> -t <.nii.gz>
+desc-<kind>_roistats_long.tsv             ROI statistics of every unit (kind: qsm, r2s, t2s), one row per label
+desc-<kind>_roistats_wide.tsv             mean per ROI (columns) and unit (rows)
+desc-<kind>_roistats_boxplot.png/.svg     distribution of the ROI means across units
+
+JSON sidecars describe every image and table (Sources are BIDS URIs: bids:: = this dataset, bids:raw: = the
+input dataset). The run log, settings and citations are in ../logs/run-group-*.
+"""
+
+
+def _write_readme(group_dir: Path) -> None:
+    atomic_write_text(group_dir / "README", _README)
+
+
+def _attach_log(output_dir: Path, run_id: str) -> logging.Handler:
+    path = Path(output_dir) / "logs" / f"run-{run_id}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    LOGGER.addHandler(handler)
+    return handler
+
+
+def _work_root(options, run_id: str) -> tuple[Path, bool]:
+    if options.work_dir is not None:
+        root = Path(options.work_dir) / run_id
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CannotCreateOutputError(f"cannot create --work-dir {root}: {exc.strerror or exc}") from None
+        return root, False
+    return Path(tempfile.mkdtemp(prefix=f"qsmapp-{run_id}-")), True

@@ -12,8 +12,8 @@ __all__ = ["atlas_segmentation"]
 def atlas_segmentation(t1w, t1w_affine, template, *, out_prefix) -> np.ndarray:
     """Labels of ``template`` on the T1w grid.
 
-    The template T1w is registered to the subject T1w (rigid → affine → SyN, Mattes mutual information,
-    so template and subject may differ in intensity scale) and the template labels are resampled through
+    The template T1w is registered to the subject T1w (rigid → affine with Mattes mutual information, then
+    SyN with local cross-correlation: both are T1w images, whatever their intensity scale) and the template labels are resampled through
     the complete transform with label-preserving (generic label) interpolation.
 
     Parameters
@@ -34,7 +34,7 @@ def atlas_segmentation(t1w, t1w_affine, template, *, out_prefix) -> np.ndarray:
     t1w = np.asarray(t1w, dtype=np.float32)
     moving = template.t1w
     registration = register_linear_then(t1w, t1w_affine, moving, template.t1w_affine, kind="syn",
-                                        out_prefix=out_prefix)
+                                        out_prefix=out_prefix, same_contrast=True)
     labels = apply_transforms(template.labels, template.labels_affine, registration.forward,
                               reference_shape=t1w.shape, reference_affine=t1w_affine, interpolation="label")
     known = np.array(sorted(template.lookup), dtype=np.int32)
