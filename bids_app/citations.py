@@ -29,6 +29,7 @@ CITATIONS = {
     "arlo": "Pei M, et al. Algorithm for fast monoexponential fitting based on Auto-Regression on Linear Operations (ARLO) of data. Magn Reson Med 2015;73:843-850. doi:10.1002/mrm.25137",
     "fastsurfer": "Henschel L, et al. FastSurfer - A fast and accurate deep learning based neuroimaging pipeline. NeuroImage 2020;219:117012. doi:10.1016/j.neuroimage.2020.117012",
     "syn": "Avants BB, et al. Symmetric diffeomorphic image registration with cross-correlation: evaluating automated labeling of elderly and neurodegenerative brain. Med Image Anal 2008;12:26-41. doi:10.1016/j.media.2007.06.004",
+    "template": "Avants BB, et al. The optimal template effect in hippocampus studies of diseased populations. NeuroImage 2010;49:2457-2466. doi:10.1016/j.neuroimage.2009.09.062",
     "atropos": "Avants BB, et al. An open source multivariate framework for n-tissue segmentation with evaluation on public data. Neuroinformatics 2011;9:381-400. doi:10.1007/s12021-011-9109-y",
     "n4": "Tustison NJ, et al. N4ITK: improved N3 bias correction. IEEE Trans Med Imaging 2010;29:1310-1320. doi:10.1109/TMI.2010.2046908",
     "ants": "Avants BB, et al. A reproducible evaluation of ANTs similarity metric performance in brain image registration. NeuroImage 2011;54:2033-2044. doi:10.1016/j.neuroimage.2010.09.025",

@@ -17,7 +17,7 @@ _R2S_REFERENCES = {
 def contrast_outputs(task, writer, data, progress, qc) -> list:
     from .participant import base_sidecar
 
-    info, settings = task.info, task.settings
+    settings = task.settings
     requested = set(settings.outputs)
     written = []
     if "swi" in requested:

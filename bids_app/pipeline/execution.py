@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import tempfile
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..errors import EXIT_FAILURE, QsmappError
+from ..errors import EXIT_FAILURE, CannotCreateOutputError, QsmappError
 
 LOGGER = logging.getLogger("qsmapp")
 
@@ -130,3 +132,28 @@ def exit_code_of(results) -> int:
     if not codes:
         return 0
     return codes.pop() if len(codes) == 1 else EXIT_FAILURE
+
+
+def attach_run_log(output_dir, run_id: str) -> logging.Handler:
+    """Send the ``qsmapp`` logger to ``OUTPUT_DIR/logs/run-<id>.log`` too (remove the handler when done)."""
+    path = Path(output_dir) / "logs" / f"run-{run_id}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    logging.getLogger("qsmapp").addHandler(handler)
+    return handler
+
+
+def make_work_root(work_dir, run_id: str, *, subfolder: str | None = None) -> tuple[Path, bool]:
+    """The working folder of a run and whether to remove it afterwards.
+
+    ``--work-dir`` (kept; ``subfolder`` below it when given) or a fresh temporary folder (removed).
+    """
+    if work_dir is not None:
+        root = Path(work_dir) / subfolder if subfolder else Path(work_dir)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CannotCreateOutputError(f"cannot create --work-dir {root}: {exc.strerror or exc}") from None
+        return root, False
+    return Path(tempfile.mkdtemp(prefix=f"qsmapp-{run_id}-")), True

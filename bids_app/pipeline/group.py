@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from ..group.plots import roi_distribution_plot
 from ..group.tables import (KIND_UNITS, LONG_COLUMNS, long_sidecar, long_table, read_roistats, wide_sidecar,
                             wide_table)
 from ..group.template import build_template, majority_labels, normalise_intensity, to_template
-from .execution import UnitResult
+from .execution import UnitResult, attach_run_log, make_work_root
 
 LOGGER = logging.getLogger("qsmapp")
 
@@ -81,10 +80,10 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
     for folder in [group_dir, *[p for p in group_dir.rglob("*") if p.is_dir()]]:
         remove_stale_temporaries(folder)  # left by a killed group run
     run_id = "group-" + time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    handler = _attach_log(output_dir, run_id)
+    handler = attach_run_log(output_dir, run_id)
     writer = DerivativesWriter(output_dir, bids_dir=bids_dir)
     results: list = []
-    work_root, remove_work = _work_root(options, run_id)
+    work_root, remove_work = make_work_root(options.work_dir, run_id, subfolder=run_id)
     code = EXIT_FAILURE  # until a branch below decides (also on KeyboardInterrupt)
     try:
         LOGGER.info("group level: %d unit(s) selected; outputs in %s", len(units), group_dir)
@@ -110,7 +109,7 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
         if remove_work:
             shutil.rmtree(work_root, ignore_errors=True)
         write_run_provenance(output_dir, run_id=run_id, settings=settings, command=list(command or []),
-                             results=results, citations=["ants"] if code == EXIT_OK else [])
+                             results=results, citations=["ants", "syn", "template"] if code == EXIT_OK else [])
         LOGGER.removeHandler(handler)
         handler.close()
     return code
@@ -455,23 +454,3 @@ input dataset). The run log, settings and citations are in ../logs/run-group-*.
 
 def _write_readme(group_dir: Path) -> None:
     atomic_write_text(group_dir / "README", _README)
-
-
-def _attach_log(output_dir: Path, run_id: str) -> logging.Handler:
-    path = Path(output_dir) / "logs" / f"run-{run_id}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-    LOGGER.addHandler(handler)
-    return handler
-
-
-def _work_root(options, run_id: str) -> tuple[Path, bool]:
-    if options.work_dir is not None:
-        root = Path(options.work_dir) / run_id
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CannotCreateOutputError(f"cannot create --work-dir {root}: {exc.strerror or exc}") from None
-        return root, False
-    return Path(tempfile.mkdtemp(prefix=f"qsmapp-{run_id}-")), True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from ..derivatives.provenance import write_run_provenance
 from ..errors import (CannotCreateOutputError, NoInputError, QsmappError, UsageError)
 from ..interfaces.bids_validator import validate_dataset
 from . import plan as planning
-from .execution import UnitResult, exit_code_of, run_units, summary_table
+from .execution import UnitResult, attach_run_log, exit_code_of, make_work_root, run_units, summary_table
 
 LOGGER = logging.getLogger("qsmapp")
 
@@ -70,7 +69,8 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         from .group import run_group
 
         return run_group(bids_dir=bids_dir, output_dir=output_dir, settings=settings,
-                         selection=selection, options=options, command=command, group=group)
+                         selection=selection, options=options, command=command, group=group,
+                         log_level=log_level)
     if "qsm" in settings.outputs and settings.qsm_algorithm == "nextqsm":
         from ..interfaces import nextqsm as nx
 
@@ -106,8 +106,8 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     writer = DerivativesWriter(output_dir, bids_dir=bids_dir)
     writer.init_dataset(source_name=layout.description.get("Name") if layout.description else None)
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    run_log = _attach_run_log(output_dir, run_id)
-    work_root, remove_work = _work_root(options, run_id)
+    run_log = attach_run_log(output_dir, run_id)
+    work_root, remove_work = make_work_root(options.work_dir, run_id)
     LOGGER.info("qsmapp %s: %d unit(s) to process, %d failed the input checks; outputs in %s",
                 __version__, len(infos), len(failures), output_dir)
     tasks = [UnitTask(info, settings, output_dir, bids_dir, work_root / info.unit.name, options.resume,
@@ -173,23 +173,3 @@ def _write_reports(output_dir, subjects) -> None:
             write_subject_report(output_dir, subject)
         except OSError as exc:  # a report must never turn a good run into a failed one
             LOGGER.warning("could not write the report of sub-%s: %s", subject, exc)
-
-
-def _attach_run_log(output_dir: Path, run_id: str) -> logging.Handler:
-    path = Path(output_dir) / "logs" / f"run-{run_id}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-    LOGGER.addHandler(handler)
-    return handler
-
-
-def _work_root(options: ExecutionOptions, run_id: str) -> tuple[Path, bool]:
-    if options.work_dir is not None:
-        root = Path(options.work_dir)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CannotCreateOutputError(f"cannot create --work-dir {root}: {exc.strerror or exc}") from None
-        return root, False
-    return Path(tempfile.mkdtemp(prefix=f"qsmapp-{run_id}-")), True

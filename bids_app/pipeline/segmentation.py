@@ -127,7 +127,7 @@ def _save_transforms(writer, unit, registration, kind) -> list:
                        "antsApplyTransforms takes them (-t for each, first listed first)",
         "TransformFiles": apply_order,
         "FromSpace": "T1w", "ToSpace": "GRE",
-        "Example": f"antsApplyTransforms -d 3 -i T1w.nii.gz -r GRE.nii.gz -n GenericLabel "
+        "Example": "antsApplyTransforms -d 3 -i T1w.nii.gz -r GRE.nii.gz -n GenericLabel "
                    + " ".join(f"-t {n}" for n in apply_order) + " -o T1w_in_GRE.nii.gz",
     })
     return written + [description]

@@ -12,7 +12,6 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -76,7 +75,6 @@ def write_dataset(out_dir, config: SimulationConfig) -> Path:
     """Simulate ``config.subjects × config.sessions`` acquisitions into the BIDS folder ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(config.seed)
     _write_json(out / "dataset_description.json", {
         "Name": "qsmapp simulated GRE head phantom",
         "BIDSVersion": "1.10.0",
