@@ -114,7 +114,7 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
                       threads=options.threads_per_unit(), device=options.device,
                       nextqsm_weights=options.nextqsm_weights)
              for info in infos]
-    n_procs = planning.parallel_units(infos, options)
+    n_procs = planning.parallel_units(infos, options, settings)
     from .participant import process_unit
 
     try:

@@ -48,3 +48,21 @@ def test_mixed_failure_codes_give_1():
     results = [UnitResult("a", "failed", exit_code=65), UnitResult("b", "failed", exit_code=66)]
     assert exit_code_of(results) == 1
     assert exit_code_of([UnitResult("a", "ok")]) == 0
+
+
+def test_memory_limit_caps_concurrent_units_and_knows_nextqsm():
+    from types import SimpleNamespace
+
+    from bids_app.config import premade_settings
+    from bids_app.config.execution import ExecutionOptions
+    from bids_app.pipeline.plan import estimated_unit_bytes, parallel_units
+
+    infos = [SimpleNamespace(shape=(256, 256, 176), n_echoes=5) for _ in range(4)]
+    default, nextqsm = premade_settings("default"), premade_settings("nextqsm")
+    per_unit = estimated_unit_bytes(infos[0], default)
+    assert 1.0e9 < per_unit < 4.0e9  # the measured default pipeline peaks at 2.1 GB here
+    assert estimated_unit_bytes(infos[0], nextqsm) > 8e9  # measured NeXtQSM peak 8.3 GiB
+    options = ExecutionOptions(n_procs=4, mem_gb=16)
+    assert parallel_units(infos, options, default) == min(4, int(16 * 1024**3 // per_unit))
+    assert parallel_units(infos, options, nextqsm) == 1
+    assert parallel_units(infos, ExecutionOptions(n_procs=3)) == 3
