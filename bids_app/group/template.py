@@ -294,6 +294,17 @@ def _shape_update(average, affine, registrations: dict, stage_dir: Path, gradien
     return moved.numpy().astype(np.float32)
 
 
+def _register_round(names, inputs, target_data, grid_affine, stage, kind, all_failed, run):
+    """Register every image to ``target_data``; the images that registered, their transforms and average."""
+    target = _save(stage / "target.nii.gz", target_data, grid_affine)
+    registrations, warped, failed = _register_all(names, inputs, target, stage, kind, **run)
+    all_failed.update(failed)
+    names = [n for n in names if n in registrations]
+    if len(names) < 2:
+        raise RuntimeError(f"fewer than 2 images could be registered: {all_failed}")
+    return names, registrations, warped, np.mean(np.stack([warped[n] for n in names]), axis=0)
+
+
 def build_template(images: dict, *, iterations=3, work_dir, n_procs=1, threads=1, gradient_step=0.2,
                    sharpen_weight=0.25, registration_voxel_mm=2.0, log_level=logging.INFO) -> TemplateResult:
     """Build an unbiased study template from brain-masked, intensity-normalised magnitudes.
@@ -353,13 +364,8 @@ def build_template(images: dict, *, iterations=3, work_dir, n_procs=1, threads=1
     # Stage 0: affine alignment to the first image.
     start = time.perf_counter()
     stage = work_dir / "stage-0"
-    target = _save(stage / "target.nii.gz", first_data, grid_affine)
-    registrations, warped, failed = _register_all(names, inputs, target, stage, "affine", **run)
-    all_failed.update(failed)
-    names = [n for n in names if n in registrations]
-    if len(names) < 2:
-        raise RuntimeError(f"fewer than 2 images could be registered: {all_failed}")
-    average = np.mean(np.stack([warped[n] for n in names]), axis=0)
+    names, registrations, warped, average = _register_round(names, inputs, first_data, grid_affine, stage,
+                                                            "affine", all_failed, run)
     _, _, ncc_affine, _ = _native_average(images, registrations, native_data.shape, native_affine, sharpen_weight)
     history.append({"stage": 0, "kind": "affine", "seconds": time.perf_counter() - start,
                     "mean_ncc": float(np.mean(list(ncc_affine.values())))})
@@ -372,13 +378,8 @@ def build_template(images: dict, *, iterations=3, work_dir, n_procs=1, threads=1
     for iteration in range(1, int(iterations) + 1):
         start = time.perf_counter()
         stage = work_dir / f"stage-{iteration}"
-        target = _save(stage / "target.nii.gz", current, grid_affine)
-        registrations, warped, failed = _register_all(names, inputs, target, stage, "syn", **run)
-        all_failed.update(failed)
-        names = [n for n in names if n in registrations]
-        if len(names) < 2:
-            raise RuntimeError(f"fewer than 2 images could be registered: {all_failed}")
-        average = np.mean(np.stack([warped[n] for n in names]), axis=0)
+        names, registrations, warped, average = _register_round(names, inputs, current, grid_affine, stage,
+                                                                "syn", all_failed, run)
         last = iteration == int(iterations)
         if not last:
             average = _shape_update(average, grid_affine, registrations, stage, gradient_step)
