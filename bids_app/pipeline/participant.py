@@ -126,7 +126,8 @@ def _qc_figures(task, writer, data, qc) -> list:
     magnitude = None if data.magnitude is None else data.magnitude[..., 0]
     figures_dir = writer.root / f"sub-{info.unit.subject}" / "figures"
     return render_unit_figures(figures_dir, info.unit.name, voxel_size=info.voxel_size, chi=qc.get("chi"),
-                               mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"), r2star=qc.get("r2star"))
+                               mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"), r2star=qc.get("r2star"),
+                               labels=qc.get("labels"))
 
 
 def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:

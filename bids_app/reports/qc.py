@@ -1,7 +1,7 @@
 """QC figures (matplotlib, Agg backend, no display) and the per-subject HTML page.
 
 Each unit gets orthogonal-slice mosaics (axial, coronal, sagittal) of its outputs: QSM with a symmetric
-grey scale, the brain mask outlined on the magnitude, SWI/minIP and R2*. The subject page lists every
+grey scale, the brain mask outlined on the magnitude, the segmentation over the magnitude, SWI/minIP and R2*. The subject page lists every
 unit with its figures, steps, timings and notes; it is rebuilt from the completion records, so units of
 one subject processed by different runs (or processes) all appear.
 """
@@ -25,7 +25,8 @@ def _slices(volume: np.ndarray, axis: int) -> list:
     return [np.rot90(np.take(volume, int(p), axis=axis)) for p in positions]
 
 
-def _mosaic_figure(path: Path, volume, *, title, vmin, vmax, cmap="gray", outline=None, voxel_size=(1, 1, 1)):
+def _mosaic_figure(path: Path, volume, *, title, vmin, vmax, cmap="gray", outline=None, overlay=None,
+                   voxel_size=(1, 1, 1)):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,10 +37,16 @@ def _mosaic_figure(path: Path, volume, *, title, vmin, vmax, cmap="gray", outlin
     for row, axis in enumerate((2, 1, 0)):
         images = _slices(volume, axis)
         outlines = _slices(outline, axis) if outline is not None else [None] * _N_SLICES
+        overlays = _slices(overlay, axis) if overlay is not None else [None] * _N_SLICES
         aspect = {2: aspects[0], 1: aspects[1], 0: aspects[2]}[axis]
-        for col, (image, edge) in enumerate(zip(images, outlines)):
+        for col, (image, edge, labels) in enumerate(zip(images, outlines, overlays)):
             ax = axes[row, col]
             ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest")
+            if labels is not None:  # labels in a cycling qualitative colour map, background transparent
+                shown = np.ma.masked_equal(np.asarray(labels) % 20, 0) if labels.any() else None
+                if shown is not None:
+                    ax.imshow(shown, cmap="tab20", vmin=0, vmax=19, alpha=0.45, aspect=aspect,
+                              interpolation="nearest")
             if edge is not None and edge.any():
                 ax.contour(edge.astype(float), levels=[0.5], colors="red", linewidths=0.6)
             ax.axis("off")
@@ -52,7 +59,7 @@ def _mosaic_figure(path: Path, volume, *, title, vmin, vmax, cmap="gray", outlin
 
 
 def render_unit_figures(figures_dir, unit_name, *, voxel_size, chi=None, mask=None, magnitude=None,
-                        swi=None, r2star=None) -> list:
+                        swi=None, r2star=None, labels=None) -> list:
     """Write the unit's QC PNGs and return their paths."""
     figures_dir = Path(figures_dir)
     written = []
@@ -64,6 +71,11 @@ def render_unit_figures(figures_dir, unit_name, *, voxel_size, chi=None, mask=No
         written.append(_mosaic_figure(figures_dir / f"{unit_name}_desc-mask_qc.png", magnitude,
                                       title=f"{unit_name}: brain mask on magnitude", vmin=0, vmax=top,
                                       outline=mask, voxel_size=voxel_size))
+    if magnitude is not None and labels is not None:  # checks the T1w → GRE registration at a glance
+        top = float(np.percentile(magnitude[magnitude > 0], 99)) if np.any(magnitude > 0) else 1.0
+        written.append(_mosaic_figure(figures_dir / f"{unit_name}_desc-dseg_qc.png", magnitude,
+                                      title=f"{unit_name}: segmentation on the GRE magnitude", vmin=0, vmax=top,
+                                      overlay=labels, voxel_size=voxel_size))
     if swi is not None:
         top = float(np.percentile(swi, 99)) if swi.size else 1.0
         written.append(_mosaic_figure(figures_dir / f"{unit_name}_desc-swi_qc.png", swi, title=f"{unit_name}: SWI",

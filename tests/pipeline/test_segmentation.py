@@ -115,6 +115,8 @@ def test_roistats_tables_and_label_referencing(processed):
     assert root == lookup
     citations = next((processed / "logs").glob("run-*_citations.md")).read_text()
     assert "doi:10.1016/j.media.2007.06.004" in citations
+    figure = processed / "sub-01" / "figures" / "sub-01_desc-dseg_qc.png"
+    assert figure.is_file() and figure.name in (processed / "sub-01.html").read_text()
 
 
 def test_derivatives_are_valid_bids(processed):
