@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(seg, "seg-atlas", metavar="NAME",
              help="which dseg of the template (its atlas- or desc- value, e.g. HOSPA); default: the first usable")
 
+    grp = parser.add_argument_group("group level")
+    _add(grp, "template-iterations", type=int, default=3, metavar="N",
+         help="rounds of register-to-average (affine + SyN) when building the study template")
+    _add(grp, "group-mni", action="store_true",
+         help="also register the study template to MNI152NLin2009cAsym found in TEMPLATEFLOW_HOME (never downloaded)")
+
     ex = parser.add_argument_group("execution")
     _add(ex, "work-dir", type=Path, metavar="DIR", help="keep intermediate files here (default: a temporary folder, removed)")
     _add(ex, "n-procs", type=int, default=1, metavar="N", help="acquisition units processed in parallel")
@@ -181,10 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
          help="device for FastSurfer and NeXtQSM (auto: a GPU when one is visible)")
     _add(ex, "nextqsm-weights", type=Path, metavar="DIR",
          help="folder of the NeXtQSM weights (default: $QSMAPP_NEXTQSM_WEIGHTS, then the container's)")
-    _add(ex, "template-iterations", type=int, default=3, metavar="N",
-         help="group level: rounds of register-to-average (affine + SyN) when building the study template")
-    _add(ex, "group-mni", action="store_true",
-         help="group level: also register the study template to MNI152NLin2009cAsym from TEMPLATEFLOW_HOME")
     _add(ex, "config-file", type=Path, metavar="FILE", help="settings JSON saved by an earlier run (OUTPUT_DIR/logs/...settings.json)")
     _add(ex, "skip-bids-validation", action="store_true", help="do not validate BIDS_DIR with bids-validator-deno")
     _add(ex, "stop-on-first-crash", action="store_true", help="stop at the first failing unit")
