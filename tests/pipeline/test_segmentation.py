@@ -155,3 +155,20 @@ def test_unknown_reference_label_is_a_clear_error(dataset, tmp_path, capsys):
                  "--seg-registration", "rigid", "--qsm-reference", "hippocampus"])
     assert code == 65
     assert "'hippocampus' is not in the segmentation's labels" in capsys.readouterr().err
+
+
+def test_syn_registration_writes_and_applies_the_complete_transform(dataset, tmp_path):
+    template = dataset / "derivatives" / "ground-truth" / "tpl-phantom"
+    out = tmp_path / "syn"
+    assert main([str(dataset), str(out), "participant", "--skip-bids-validation", "--participant-label", "01",
+                 "--outputs", "qsm", "seg", "--seg-backend", "atlas", "--seg-template", str(template),
+                 "--seg-registration", "syn"]) == 0
+    anat = out / "sub-01" / "anat"
+    described = json.loads((anat / "sub-01_from-T1w_to-GRE_mode-image_xfm.json").read_text())
+    assert described["TransformFiles"] == ["sub-01_from-T1w_to-GRE_mode-image_desc-warp_xfm.nii.gz",
+                                           "sub-01_from-T1w_to-GRE_mode-image_xfm.mat"]
+    assert all((anat / name).is_file() for name in described["TransformFiles"])
+    ours = _load(anat / "sub-01_dseg.nii.gz")
+    truth = _load(dataset / "derivatives" / "ground-truth" / "sub-01" / "anat" / "sub-01_dseg.nii.gz")
+    scores = {LABELS[i]: round(_dice(ours == i, truth == i), 3) for i in DEEP_GREY}
+    assert min(scores.values()) >= 0.75, scores
