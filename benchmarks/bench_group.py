@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import logging
 import sys
 import tempfile
 import time
@@ -75,7 +74,6 @@ def main(argv=None) -> int:
     parser.add_argument("--n-procs", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep the dataset and outputs in this folder")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
     with tempfile.TemporaryDirectory() as tmp:
         base = args.keep or Path(tmp)
         bids, out = base / "bids", base / "bids" / "derivatives" / "qsmapp"
