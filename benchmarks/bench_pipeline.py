@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
