@@ -102,6 +102,8 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
             results.append(UnitResult("template", "ok", time.perf_counter() - start, outputs=written, notes=notes))
             code = EXIT_OK
         _write_readme(group_dir)
+        LOGGER.info("group level done: %d table file(s), template %s; outputs in %s (see its README)",
+                    len(tables), f"from {len(usable)} unit(s)" if code == EXIT_OK else "not built", group_dir)
     except BaseException:
         code = EXIT_FAILURE
         raise
