@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config.execution import Selection
 from ..errors import DataError, NoInputError, NoMatchError, UsageError
-from .entities import NON_ENTITIES, WITHIN_UNIT, filename_prefix, strip_prefix
+from .entities import NON_ENTITIES, WITHIN_UNIT, EntityNames, strip_prefix
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Echo:
 
 
 @dataclass
-class AcquisitionUnit:
+class AcquisitionUnit(EntityNames):
     """A GRE series to process as one unit of work."""
 
     entities: dict  # pybids names, without echo/part/suffix/extension/datatype
@@ -47,20 +47,6 @@ class AcquisitionUnit:
     echoes: list
     t1w: Path | None = None
     metadata: dict = field(default_factory=dict)  # of the first echo (magnitude, else phase)
-
-    @property
-    def subject(self) -> str:
-        return str(self.entities["subject"])
-
-    @property
-    def session(self) -> str | None:
-        value = self.entities.get("session")
-        return None if value is None else str(value)
-
-    @property
-    def name(self) -> str:
-        """Filename prefix of the unit, e.g. ``sub-01_ses-1_run-1``; also its identifier."""
-        return filename_prefix(self.entities)
 
     @property
     def has_phase(self) -> bool:

@@ -62,3 +62,23 @@ def strip_prefix(label: str, prefix: str) -> str:
     """``'sub-01' → '01'``; labels may be given with or without their prefix."""
     label = str(label).strip()
     return label[len(prefix) + 1:] if label.startswith(f"{prefix}-") else label
+
+
+class EntityNames:
+    """``subject``, ``session`` and ``name`` (filename prefix) of anything with a pybids ``entities`` dict."""
+
+    entities: dict
+
+    @property
+    def subject(self) -> str:
+        return str(self.entities["subject"])
+
+    @property
+    def session(self) -> str | None:
+        value = self.entities.get("session")
+        return None if value in (None, "") else str(value)
+
+    @property
+    def name(self) -> str:
+        """Filename prefix, e.g. ``sub-01_ses-1_run-1``; also the unit's identifier."""
+        return filename_prefix(self.entities)

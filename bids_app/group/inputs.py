@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bids.entities import NAME_OF, filename_prefix
+from ..bids.entities import NAME_OF, EntityNames
 
 LOGGER = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ ROISTATS_KINDS = ("qsm", "r2s", "t2s")
 
 
 @dataclass
-class GroupUnit:
+class GroupUnit(EntityNames):
     """One acquisition unit seen by the group level."""
 
     entities: dict  # pybids names (subject, session, acquisition, run, ...), no echo/part
@@ -34,19 +34,6 @@ class GroupUnit:
     magnitude: Path | None = None  # first-echo magnitude in BIDS_DIR
     magnitude_volume: int | None = None  # index in a 4-D echo series
     roistats: dict = field(default_factory=dict)  # kind → path of <name>_desc-<kind>_roistats.tsv
-
-    @property
-    def name(self) -> str:
-        return filename_prefix(self.entities)
-
-    @property
-    def subject(self) -> str:
-        return str(self.entities["subject"])
-
-    @property
-    def session(self) -> str | None:
-        value = self.entities.get("session")
-        return None if value in (None, "") else str(value)
 
     def output(self, suffix: str, *, desc: str | None = None, extension: str = ".nii.gz") -> Path:
         """Path of a participant output of this unit (native space)."""
