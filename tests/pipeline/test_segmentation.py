@@ -172,3 +172,19 @@ def test_syn_registration_writes_and_applies_the_complete_transform(dataset, tmp
     truth = _load(dataset / "derivatives" / "ground-truth" / "sub-01" / "anat" / "sub-01_dseg.nii.gz")
     scores = {LABELS[i]: round(_dice(ours == i, truth == i), 3) for i in DEEP_GREY}
     assert min(scores.values()) >= 0.75, scores
+
+
+def test_auto_backend_falls_back_to_tissue_classes_and_says_so(dataset, tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("FASTSURFER_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "empty"))
+    out = tmp_path / "auto"
+    with caplog.at_level("WARNING", logger="qsmapp"):
+        assert main([str(dataset), str(out), "participant", "--skip-bids-validation", "--participant-label", "01",
+                     "--outputs", "seg"]) == 0
+    assert "tissue classes (CSF/GM/WM) only" in caplog.text
+    sidecar = json.loads((out / "sub-01" / "anat" / "sub-01_dseg.json").read_text())
+    assert sidecar["SegmentationBackend"] == "tissue"
+    assert {r["name"] for r in _tsv(out / "sub-01" / "anat" / "sub-01_dseg.tsv")} == {"CSF", "GM", "WM"}
+    citations = next((out / "logs").glob("run-*_citations.md")).read_text()
+    assert "Atropos" in citations or "n-tissue segmentation" in citations
