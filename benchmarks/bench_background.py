@@ -18,39 +18,11 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bids_app.algorithms import _fft, background, dipole  # noqa: E402
-
-
-def make_phantom(shape=(64, 64, 64), voxel_size=(1.0, 1.0, 1.0), b0_dir=(0.0, 0.0, 1.0)):
-    """Head-like phantom in ``shape``; geometry defined on a 64-unit cube and scaled per axis."""
-    vs = np.asarray(voxel_size, dtype=float)
-    scale = np.asarray(shape) * vs / 64.0
-    x, y, z = [(np.arange(n) - n / 2 + 0.5) * d / s for n, d, s in zip(shape, vs, scale)]
-    x, y, z = np.meshgrid(x, y, z, indexing="ij", sparse=True)
-
-    def ellipsoid(c, r):
-        return ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1
-
-    mask = ellipsoid((0, 2, 5), (22, 26, 19))
-    chi_in = np.zeros(shape, np.float32)
-    chi_in[ellipsoid((0, 2, 5), (15, 18, 12))] = -0.03  # white-matter-like core
-    for c, r, v in [((-8, 5, 8), 4, 0.15), ((9, -6, 2), 5, 0.10), ((0, 12, -2), 3, -0.08),
-                    ((5, 10, 14), 3, 0.20), ((-12, -14, 4), 3, 0.12)]:
-        chi_in[ellipsoid(c, (r, r, r))] = v
-    chi_in *= mask
-    chi_bg = np.zeros(shape, np.float32)
-    chi_bg[ellipsoid((0, 22, -22), (9, 7, 6))] = 9.0  # sinus-like air pocket
-    chi_bg[ellipsoid((27, -4, -8), (3, 6, 4))] = 9.0  # ear canals
-    chi_bg[ellipsoid((-27, -4, -8), (3, 6, 4))] = 9.0
-    assert not (chi_bg.astype(bool) & ndimage.binary_dilation(mask, iterations=2)).any()
-    local = dipole.forward_field(chi_in, voxel_size=vs, b0_dir=b0_dir)
-    back = dipole.forward_field(chi_bg, voxel_size=vs, b0_dir=b0_dir)
-    return {"mask": mask, "local": local, "background": back, "total": local + back,
-            "voxel_size": tuple(vs), "b0_dir": b0_dir}
+from bids_app.algorithms import _fft, background  # noqa: E402
+from bids_app.simulate.ellipsoids import background_phantom  # noqa: E402
 
 
 def scores(estimate, phantom, out_mask):
@@ -75,7 +47,7 @@ def main(argv=None):
     shape = tuple(args.shape)
 
     t0 = time.perf_counter()
-    phantom = make_phantom(shape, args.voxel_size)
+    phantom = background_phantom(shape, args.voxel_size)
     print(f"phantom {shape} built in {time.perf_counter() - t0:.1f} s; mask {int(phantom['mask'].sum())} voxels")
     pair = _fft.fft_pair_seconds(shape)
     common = {"voxel_size": phantom["voxel_size"], "b0_dir": phantom["b0_dir"]}
@@ -87,7 +59,7 @@ def main(argv=None):
         "resharp": lambda f, m: background.resharp(f, m, **common),
     }
     # compile the numba kernels outside the timed runs
-    small = make_phantom((24, 24, 24))
+    small = background_phantom((24, 24, 24))
     background.lbv(small["total"], small["mask"], voxel_size=small["voxel_size"])
 
     rows = []

@@ -23,6 +23,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bids_app.algorithms import _fft, masking  # noqa: E402
+from bids_app.simulate.ellipsoids import add_synthetic_scalp  # noqa: E402
 
 DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -83,14 +84,7 @@ def challenge_rows(repeats):
     seconds, mask = timed(lambda: masking.bet(magnitude, voxel_size=voxel), repeats)
     rows = [("bet (2016 challenge magnitude)", grid,
              f"Dice {masking.dice(mask, reference):.4f} vs msk", seconds, seconds / fft)]
-    rng = np.random.default_rng(0)
-    rim = ndimage.binary_dilation(reference, iterations=4) & ~reference
-    scalp = ndimage.binary_dilation(reference, iterations=9) & ~ndimage.binary_dilation(reference, iterations=6)
-    image = magnitude.copy()
-    image[rim] = 0.06
-    image[scalp] = 0.35
-    image = np.hypot(image + 0.02 * rng.standard_normal(image.shape, dtype=np.float32),
-                     0.02 * rng.standard_normal(image.shape, dtype=np.float32))
+    image, scalp = add_synthetic_scalp(magnitude, reference, rng=np.random.default_rng(0))
     seconds, mask = timed(lambda: masking.bet(image, voxel_size=voxel), repeats)
     rows.append(("bet (2016 + synthetic scalp)", grid,
                  f"Dice {masking.dice(mask, reference):.4f}, scalp in {100 * mask[scalp].mean():.2f} %",

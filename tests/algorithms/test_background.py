@@ -11,35 +11,13 @@ import pytest
 from scipy import ndimage
 
 from bids_app.algorithms import background as bg
-from bids_app.algorithms import dipole
+from bids_app.simulate.ellipsoids import background_phantom
 
 VS = (1.0, 1.0, 1.0)
 
 
 def make_phantom(shape=(64, 64, 64), voxel_size=VS, b0_dir=(0.0, 0.0, 1.0)):
-    vs = np.asarray(voxel_size, dtype=float)
-    scale = np.asarray(shape) * vs / 64.0
-    x, y, z = [(np.arange(n) - n / 2 + 0.5) * d / s for n, d, s in zip(shape, vs, scale)]
-    x, y, z = np.meshgrid(x, y, z, indexing="ij", sparse=True)
-
-    def ellipsoid(c, r):
-        return ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1
-
-    mask = ellipsoid((0, 2, 5), (22, 26, 19))
-    chi_in = np.zeros(shape, np.float32)
-    chi_in[ellipsoid((0, 2, 5), (15, 18, 12))] = -0.03
-    for c, r, v in [((-8, 5, 8), 4, 0.15), ((9, -6, 2), 5, 0.10), ((0, 12, -2), 3, -0.08),
-                    ((5, 10, 14), 3, 0.20), ((-12, -14, 4), 3, 0.12)]:
-        chi_in[ellipsoid(c, (r, r, r))] = v
-    chi_in *= mask
-    chi_bg = np.zeros(shape, np.float32)
-    chi_bg[ellipsoid((0, 22, -22), (9, 7, 6))] = 9.0
-    chi_bg[ellipsoid((27, -4, -8), (3, 6, 4))] = 9.0
-    chi_bg[ellipsoid((-27, -4, -8), (3, 6, 4))] = 9.0
-    assert not (chi_bg.astype(bool) & ndimage.binary_dilation(mask, iterations=2)).any()
-    local = dipole.forward_field(chi_in, voxel_size=vs, b0_dir=b0_dir)
-    back = dipole.forward_field(chi_bg, voxel_size=vs, b0_dir=b0_dir)
-    return {"mask": mask, "local": local, "background": back, "total": local + back}
+    return background_phantom(shape, voxel_size, b0_dir)
 
 
 @pytest.fixture(scope="module")

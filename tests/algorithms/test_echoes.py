@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bids_app.algorithms.echoes import GAMMA_HZ_PER_T, b0_map, hz_to_ppm, phase_offset, ppm_to_hz
-from bids_app.algorithms.phase import scale_to_radians
+from tests.realdata import load_small_gre
 
 DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 TWO_PI = 2 * np.pi
@@ -143,12 +143,7 @@ def test_input_checks():
 
 @pytest.mark.parametrize("folder", ["romeo-jl-testdata", "clearswi-jl-testdata"])
 def test_b0_map_real_data_echo_consistency(folder):
-    base = DATA / folder / "test" / "data" / "small"
-    if not (base / "Phase.nii").exists():
-        pytest.skip(f"shared data {folder} not available")
-    nib = pytest.importorskip("nibabel")
-    mag = nib.load(str(base / "Mag.nii")).get_fdata(dtype=np.float32)
-    phase = scale_to_radians(nib.load(str(base / "Phase.nii")).get_fdata(dtype=np.float32))
+    phase, mag, _ = load_small_gre(folder)
     te = np.array([4e-3, 8e-3, 12e-3])
     b0, u = b0_map(phase, mag, te, voxel_size=(0.46875, 0.46875, 1.0), return_unwrapped=True)
     assert np.all(np.isfinite(b0))

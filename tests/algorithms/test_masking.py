@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 from scipy.stats import norm
 
 from bids_app.algorithms import masking
+from bids_app.simulate.ellipsoids import add_synthetic_scalp
 from bids_app.algorithms.masking import (
     bet,
     dice,
@@ -383,14 +383,7 @@ def test_bet_challenge_2016_magnitude(challenge):
 def test_bet_challenge_2016_with_synthetic_scalp(challenge):
     """The same real brain with a dark CSF/skull rim and a bright scalp shell added around it."""
     magnitude, reference, voxel = challenge
-    rng = np.random.default_rng(0)
-    rim = ndimage.binary_dilation(reference, iterations=4) & ~reference
-    scalp = ndimage.binary_dilation(reference, iterations=9) & ~ndimage.binary_dilation(reference, iterations=6)
-    image = magnitude.copy()
-    image[rim] = 0.06
-    image[scalp] = 0.35
-    image = np.hypot(image + 0.02 * rng.standard_normal(image.shape, dtype=np.float32),
-                     0.02 * rng.standard_normal(image.shape, dtype=np.float32))
+    image, scalp = add_synthetic_scalp(magnitude, reference, rng=np.random.default_rng(0))
     mask = bet(image, voxel_size=voxel)
     assert dice(mask, reference) >= 0.97  # measured 0.991
     assert mask[scalp].mean() < 0.01  # measured 0

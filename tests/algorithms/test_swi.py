@@ -11,6 +11,7 @@ from bids_app.algorithms.swi import (
     minimum_intensity_projection,
     phase_mask,
 )
+from tests.realdata import load_small_gre
 
 GAMMA_HZ_PER_T = 42.5776e6
 TES = [0.004, 0.008, 0.012]  # the real data's echo times, as CLEARSWI.jl's own tests assume
@@ -212,16 +213,8 @@ def test_clearswi_input_checks(vein_phantom):
 # real 3-echo GRE (CLEARSWI.jl and ROMEO.jl test data)
 # ---------------------------------------------------------------------------------------------------------
 def _load_real(shared_data, folder):
-    nib = pytest.importorskip("nibabel")
-    base = shared_data / folder / "test" / "data" / "small"
-    if not (base / "Mag.nii").exists():
-        pytest.skip(f"{base} not found")
-    mag_img = nib.load(base / "Mag.nii")
-    mag = np.asarray(mag_img.dataobj, dtype=np.float32)
-    phase = np.asarray(nib.load(base / "Phase.nii").dataobj, dtype=np.float32)
-    # scaled 12-bit scanner phase: rescale min..max linearly to [-π, π) (SOURCE.md)
-    phase = (phase - phase.min()) / (phase.max() - phase.min()) * (2 * np.pi) - np.pi
-    return mag, phase, tuple(float(v) for v in mag_img.header.get_zooms()[:3])
+    phase, mag, voxel_size = load_small_gre(folder)  # scaled 12-bit scanner phase → radians
+    return mag, phase, voxel_size
 
 
 @pytest.mark.parametrize("folder", ["clearswi-jl-testdata", "romeo-jl-testdata"])

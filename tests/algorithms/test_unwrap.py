@@ -8,6 +8,7 @@ import pytest
 
 from bids_app.algorithms.phase import scale_to_radians
 from bids_app.algorithms.unwrap import laplacian, romeo, romeo_quality
+from tests.realdata import load_small_gre
 
 DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 TWO_PI = 2 * np.pi
@@ -163,12 +164,7 @@ def test_romeo_quality_separates_brain_from_noise():
 
 
 def load_real(folder):
-    base = DATA / folder / "test" / "data" / "small"
-    if not (base / "Phase.nii").exists():
-        pytest.skip(f"shared data {folder} not available")
-    nib = pytest.importorskip("nibabel")
-    mag = nib.load(str(base / "Mag.nii")).get_fdata(dtype=np.float32)
-    phase = scale_to_radians(nib.load(str(base / "Phase.nii")).get_fdata(dtype=np.float32))
+    phase, mag, _ = load_small_gre(folder)
     return phase, mag
 
 
