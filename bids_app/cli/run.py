@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config import Settings, load_settings_file, premade_settings
 from ..config.execution import ExecutionOptions, GroupOptions, Selection
 from ..errors import EXIT_FAILURE, QsmappError, UnknownLevelError, UsageError
+from .logging_setup import console_logging
 from .parser import build_parser
 
 LOGGER = logging.getLogger("qsmapp")
@@ -32,35 +33,21 @@ def resolve_settings(namespace) -> Settings:
     return settings.validate()
 
 
-_HANDLER_TAG = "_qsmapp_handler"
-
-
-def _configure_logging(verbose: int) -> int:
-    """Log to stderr through qsmapp's own loggers (root is left alone, so embedding apps keep theirs)."""
-    level = logging.DEBUG if verbose >= 2 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
-    setattr(handler, _HANDLER_TAG, True)
-    for name in ("qsmapp", "bids_app"):
-        logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if getattr(h, _HANDLER_TAG, False)]:
-            logger.removeHandler(old)
-        logger.addHandler(handler)
-        logger.setLevel(level)
-    return level
-
-
 def main(argv=None) -> int:
     """Run ``qsmapp``; return the exit code (BIDS Apps codes, SPEC §2)."""
-    parser = build_parser()
-    verbose = 0
     try:
-        try:
-            namespace = parser.parse_args(argv)
-        except SystemExit as exc:  # --help / --version: argparse printed and asked to exit
-            return int(exc.code or 0)
-        verbose = namespace.verbose
-        log_level = _configure_logging(verbose)
+        namespace = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help / --version: argparse printed and asked to exit
+        return int(exc.code or 0)
+    except QsmappError as exc:  # a usage error found by the parser
+        return _report(exc)
+    with console_logging(namespace.verbose) as log_level:
+        return _run(namespace, argv, log_level)
+
+
+def _run(namespace, argv, log_level) -> int:
+    verbose = namespace.verbose
+    try:
         level = str(namespace.analysis_level).lower()
         if level not in ("participant", "group"):
             raise UnknownLevelError(
@@ -96,10 +83,7 @@ def main(argv=None) -> int:
             log_level=log_level,
         )
     except QsmappError as exc:
-        if verbose:
-            LOGGER.exception("error")
-        print(f"qsmapp: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report(exc, verbose)
     except KeyboardInterrupt:
         print("qsmapp: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
@@ -109,6 +93,13 @@ def main(argv=None) -> int:
         print(f"qsmapp: unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
               file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _report(exc: QsmappError, verbose: int = 0) -> int:
+    if verbose:
+        LOGGER.exception("error")
+    print(f"qsmapp: error: {exc}", file=sys.stderr)
+    return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

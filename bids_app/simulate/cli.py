@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
 from .. import __version__
+from ..cli.logging_setup import console_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,19 +19,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out_dir", type=Path, help="folder to create the dataset in")
-    parser.add_argument("--subjects", type=int, default=2)
-    parser.add_argument("--sessions", type=int, default=1)
-    parser.add_argument("--echoes", type=int, default=5)
+    parser.add_argument("--subjects", type=int, default=2, help="number of participants")
+    parser.add_argument("--sessions", type=int, default=1, help="sessions per participant (ses-<n> folders when > 1)")
+    parser.add_argument("--echoes", type=int, default=5, help="GRE echoes")
     parser.add_argument("--first-echo-time", type=float, default=0.004, help="seconds")
     parser.add_argument("--echo-spacing", type=float, default=0.005, help="seconds")
     parser.add_argument("--field-strength", type=float, default=3.0, help="tesla")
     parser.add_argument("--matrix", type=int, nargs=3, metavar=("X", "Y", "Z"), help="grid (default: phantom's)")
     parser.add_argument("--voxel-size", type=float, nargs=3, metavar=("DX", "DY", "DZ"), help="mm")
     parser.add_argument("--oblique-degrees", type=float, default=0.0, help="slab tilt about the x axis")
-    parser.add_argument("--snr", type=float, default=100.0)
-    parser.add_argument("--phase-units", choices=("rad", "arbitrary"), default="rad")
+    parser.add_argument("--snr", type=float, default=100.0, help="magnitude SNR of the first echo in white matter")
+    parser.add_argument("--phase-units", choices=("rad", "arbitrary"), default="rad",
+                        help="phase stored in radians, or as scanner integers (-4096..4095)")
     parser.add_argument("--no-variation", action="store_true", help="identical geometry for every subject")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
     parser.add_argument("--version", action="version", version=f"qsmapp-simulate {__version__}")
     return parser
 
@@ -41,7 +42,6 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from .dataset import SimulationConfig, write_dataset
 
     for name in ("subjects", "sessions", "echoes"):
@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     )
     start = time.perf_counter()
     try:
-        write_dataset(args.out_dir, config)
+        with console_logging():
+            write_dataset(args.out_dir, config)
     except OSError as exc:
         print(f"qsmapp-simulate: error: cannot write {args.out_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 73

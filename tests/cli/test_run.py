@@ -180,3 +180,14 @@ def test_config_file_round_trip(tmp_path, capsys):
     assert "inversion: tv" in out and "background removal: lbv" in out
     bad = write_json(tmp_path / "bad.json", {"qsm_algoritm": "tv"})
     expect_error(capsys, 64, [bids, tmp_path / "o", "participant", "--config-file", bad], "qsm_algoritm")
+
+
+def test_in_process_calls_leave_no_log_handler_behind(tmp_path, capsys):
+    import logging
+
+    bids = make_dataset(tmp_path / "bids", subjects=("01",), echoes=2)
+    root_handlers = list(logging.getLogger().handlers)
+    for _ in range(2):
+        assert run_cli(bids, tmp_path / "out", "participant", "--skip-bids-validation", "--dry-run") == 0
+    assert logging.getLogger("qsmapp").handlers == [] and logging.getLogger("bids_app").handlers == []
+    assert logging.getLogger().handlers == root_handlers

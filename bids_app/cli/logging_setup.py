@@ -1,0 +1,35 @@
+"""Console logging of the command-line programs (``qsmapp``, ``qsmapp-simulate``).
+
+Messages go to stderr through qsmapp's own loggers for the duration of one ``main()`` call; the root
+logger is never touched, and the handler is removed (levels restored) when the call returns, so an
+application or a test suite that calls ``main()`` in-process keeps its own logging set-up and never
+inherits a handler bound to a stream that has since been closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+
+_LOGGERS = ("qsmapp", "bids_app")
+
+
+@contextmanager
+def console_logging(verbose: int = 0):
+    """Log qsmapp's messages to stderr inside the block; yields the level (INFO, or DEBUG for ``-vv``)."""
+    level = logging.DEBUG if verbose >= 2 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(level)
+    try:
+        yield level
+    finally:
+        for logger, old_level in zip(loggers, previous):
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
+        handler.flush()
