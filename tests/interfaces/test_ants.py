@@ -60,3 +60,30 @@ def test_labels_propagate_through_the_complete_transform(images, tmp_path):
     for index in (2, 3):  # grey and white matter
         a, b = labels == index, head.labels == index
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.8
+
+
+class _Grid:
+    def __init__(self, spacing):
+        self.spacing = spacing
+
+
+@pytest.mark.parametrize("spacing, shrink, sigmas", [
+    ((1.0, 1.0, 1.0), (8, 4, 2), (4.0, 2.0, 1.0)),  # a 1 mm image stops at the 2 mm level
+    ((2.0, 2.0, 2.0), (4, 2, 1), (2.0, 1.0, 0)),
+    ((0.5, 0.5, 2.0), (16, 8, 4), (8.0, 4.0, 2.0)),  # the finest spacing sets the levels
+    ((4.0, 4.0, 4.0), (2, 1), (1.0, 0)),  # coarser than a level: no repeated level
+])
+def test_linear_pyramid_levels_are_in_millimetres(spacing, shrink, sigmas):
+    from bids_app.interfaces.ants import _linear_pyramid
+
+    options = _linear_pyramid(_Grid(spacing), _Grid((5.0, 5.0, 5.0)))
+    assert options["aff_shrink_factors"] == shrink
+    assert options["aff_smoothing_sigmas"] == sigmas
+    assert len(options["aff_iterations"]) == len(shrink)
+
+
+def test_affine_refinement_skips_the_coarse_level():
+    from bids_app.interfaces.ants import _linear_pyramid
+
+    options = _linear_pyramid(_Grid((1.0, 1.0, 1.0)), refine=True)
+    assert options["aff_shrink_factors"] == (4, 2) and options["aff_iterations"] == (200, 100)
