@@ -1,10 +1,6 @@
-import os
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tests.realdata import SHARED_DATA
 
 
 @pytest.fixture

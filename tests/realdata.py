@@ -1,4 +1,5 @@
-"""The small real multi-echo GRE patches of the shared reference data (ROMEO.jl / CLEARSWI.jl test data)."""
+"""Where the shared reference data are (``../shared/data`` or ``$QSMAPP_SHARED_DATA``), and loaders of the
+small real multi-echo GRE patches in them (ROMEO.jl / CLEARSWI.jl test data)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 
 from bids_app.algorithms.phase import scale_to_radians
 
-DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 def load_small_gre(folder):
     """(phase in radians, magnitude, voxel size mm) of ``<folder>/test/data/small``, 3 echoes last;
     skips the test when the data are absent."""
-    base = DATA / folder / "test" / "data" / "small"
+    base = SHARED_DATA / folder / "test" / "data" / "small"
     if not (base / "Phase.nii").exists() or not (base / "Mag.nii").exists():
         pytest.skip(f"shared data {folder} not available at {base}")
     nib = pytest.importorskip("nibabel")
