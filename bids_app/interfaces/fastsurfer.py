@@ -83,14 +83,23 @@ def find_output(subjects_dir, subject_id) -> Path:
 
 
 def _lookup(home: Path | None) -> dict:
+    """Label names: the built-in FreeSurfer names, overridden by FastSurfer's own colour table when found.
+
+    FastSurfer's ``FastSurfer_ColorLUT.tsv`` lists the labels its networks predict, in which most
+    right-hemisphere cortical parcels are folded into the left ones (the sagittal view cannot tell the
+    sides apart); ``aparc.DKTatlas+aseg.deep.mgz`` splits them back (2003 ctx-rh-caudalmiddlefrontal, ...),
+    so the table alone would leave those unnamed.
+    """
+    names = dict(FREESURFER_NAMES)
     if home is not None:
         for candidate in _LUT_CANDIDATES:
             if (home / candidate).is_file():
                 try:
-                    return read_lookup(home / candidate)
+                    names.update(read_lookup(home / candidate))
+                    break
                 except ValueError as exc:
                     LOGGER.warning("could not read FastSurfer's look-up table %s: %s", home / candidate, exc)
-    return dict(FREESURFER_NAMES)
+    return names
 
 
 def load_output(path, *, reference_affine, reference_shape, fastsurfer_home=None) -> tuple[np.ndarray, dict]:

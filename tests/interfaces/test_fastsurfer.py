@@ -132,3 +132,16 @@ def test_failed_run_shows_the_log(fake_home, t1w_grid, tmp_path):
         run_fastsurfer(tmp_path / "t1.nii.gz", out_dir=tmp_path / "fs", reference_affine=affine, reference_shape=shape,
                        environ={**os.environ, "FASTSURFER_HOME": str(fake_home)})
     assert "exit 3" in str(excinfo.value) and "CUDA out of memory" in str(excinfo.value)
+
+
+def test_right_cortical_parcels_are_named_although_fastsurfers_table_folds_them(fake_home, t1w_grid, tmp_path):
+    """FastSurfer's own colour table has no 2003 (its networks predict the left label for both sides);
+    the final aparc.DKTatlas+aseg has it, and it must get its FreeSurfer name."""
+    shape, affine = t1w_grid
+    labels = np.zeros((96, 96, 96), np.int32)
+    labels[_sphere_on(labels.shape, _conformed_affine())] = 2003
+    labels[44:52, 44:52, 44:52] = 17
+    path = tmp_path / "aparc.mgz"
+    nib.save(nib.MGHImage(labels, _conformed_affine()), str(path))
+    _, lookup = load_output(path, reference_affine=affine, reference_shape=shape, fastsurfer_home=fake_home)
+    assert lookup == {17: "Left-Hippocampus", 2003: "ctx-rh-caudalmiddlefrontal"}
