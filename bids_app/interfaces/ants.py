@@ -8,7 +8,7 @@ users can reuse them (``antsApplyTransforms``). ANTs works in LPS physical space
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -62,6 +62,12 @@ class Registration:
     forward: list  # moving → fixed resampling (maps fixed-space points into moving space)
     inverse: list  # fixed → moving resampling
     kind: str
+    stages: dict = field(default_factory=dict)  # stage → its Registration (register_linear_then)
+
+    @property
+    def linear_file(self) -> str:
+        """The linear (``.mat``) transform file of this registration."""
+        return next(str(t) for t in self.forward if str(t).endswith(".mat"))
 
 
 def to_ants(data, affine):
@@ -153,24 +159,34 @@ def affine_transform_matrix(path) -> np.ndarray:
     return flip @ lps @ flip
 
 
+def linear_distortion(matrix) -> float:
+    """Largest departure from a rigid motion of a 4×4 linear transform: max |singular value − 1| of its
+    3×3 part (0 for a rotation; 0.05 for a 5 % stretch or a comparable shear)."""
+    singular = np.linalg.svd(np.asarray(matrix, dtype=np.float64)[:3, :3], compute_uv=False)
+    return float(np.max(np.abs(singular - 1.0)))
+
+
 def register_linear_then(fixed, fixed_affine, moving, moving_affine, *, kind="affine", out_prefix,
                          mask=None, same_contrast=False) -> Registration:
     """Rigid, then affine from the rigid result, then SyN from the affine result (``kind`` says where to stop).
 
     Starting each stage from the previous one is more robust across contrasts (T1w → GRE) than one
     affine stage from the images' centres. The transforms of the last stage are returned (a linear stage
-    writes the collapsed rigid+affine transform; SyN adds its warp field before it).
+    writes the collapsed rigid+affine transform; SyN adds its warp field before it); each stage's own
+    result is in ``stages``.
     """
     stages = {"rigid": ["rigid"], "affine": ["rigid", "affine"], "syn": ["rigid", "affine", "synonly"]}
     if kind not in stages:
         raise ValueError(f"kind must be one of {sorted(stages)}, got {kind!r}")
-    result, initial = None, None
+    result, initial, done = None, None, {}
     for stage in stages[kind]:
         result = register(fixed, fixed_affine, moving, moving_affine, kind=stage, mask=mask,
                           out_prefix=f"{out_prefix}{stage}_", initial_transform=initial,
                           same_contrast=same_contrast)
-        initial = next(t for t in result.forward if str(t).endswith(".mat"))
+        done[stage] = result
+        initial = result.linear_file
     result.kind = kind
+    result.stages = done
     return result
 
 

@@ -374,7 +374,7 @@ def _save_transforms(registration, folder: Path, prefix: str, source: str, targe
 
     forward = f"{prefix}from-{source}_to-{target}_mode-image_xfm"
     inverse = f"{prefix}from-{target}_to-{source}_mode-image_xfm"
-    affine_file = next(p for p in registration.forward if str(p).endswith(".mat"))
+    affine_file = registration.linear_file
     warp_files = [p for p in registration.forward if str(p).endswith(".nii.gz")]
     inverse_warps = [p for p in registration.inverse if str(p).endswith(".nii.gz")]
     written = [_copy_atomic(affine_file, folder / f"{forward}.mat")]

@@ -71,6 +71,7 @@ def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
     with progress.step(f"T1w → GRE registration ({settings.seg_registration})"):
         registration = register_linear_then(data.magnitude[..., 0], info.affine, t1w, t1w_affine,
                                             kind=settings.seg_registration, out_prefix=work / "t1w_to_gre_")
+        registration, registration_note = _plausible_within_subject(registration, progress)
         labels = apply_transforms(seg.labels, t1w_affine, registration.forward, reference_shape=info.shape,
                                   reference_affine=info.affine, interpolation="label")
     sources = [writer.source_uri(Path(unit.t1w))] + base_sidecar(task, writer, parts=("magnitude",))["Sources"][:1]
@@ -78,11 +79,12 @@ def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
               "SegmentationReference": BACKEND_REFERENCES[seg.backend], **seg.details}
     written = []
     with progress.step("write segmentation"):
-        transforms = _save_transforms(writer, unit, registration, settings.seg_registration)
+        transforms = _save_transforms(writer, unit, registration, registration.kind)
         written += transforms
         path = writer.save_nifti(writer.path(unit, "dseg"), labels, info.affine, dtype=np.int16, sidecar={
-            "Sources": sources, **common, "Registration": f"T1w to GRE: ANTs {_stages(settings.seg_registration)}; "
-                                                         "labels resampled with generic-label interpolation",
+            "Sources": sources, **common, "Registration": f"T1w to GRE: ANTs {_stages(registration.kind)}; "
+                                                         "labels resampled with generic-label interpolation"
+                                                         + registration_note,
             "RegistrationTransforms": [t.name for t in transforms if not t.name.endswith(".json")],
             "Resolution": "GRE grid"})
         written += [path, _json(path)]
@@ -95,6 +97,32 @@ def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
                                            lookup_rows(seg.lookup), ["index", "name"]))
         written.append(merge_root_lookup(writer.root / "dseg.tsv", seg.lookup))
     return GreSegmentation(labels=labels, lookup=seg.lookup, backend=seg.backend, written=written)
+
+
+# The T1w and the GRE are the same head in one session: beyond a rigid motion only small scanner
+# distortions (gradient non-linearity, B0) separate them, well under 5 %. An affine stage that stretched
+# or sheared more has fitted the different head outlines of the two contrasts, not the anatomy.
+MAX_WITHIN_SUBJECT_DISTORTION = 0.05
+
+
+def _plausible_within_subject(registration, progress):
+    """The registration, or its rigid stage (with a warning) when the affine part stretched or sheared the
+    head by more than ``MAX_WITHIN_SUBJECT_DISTORTION``; and a note for the sidecar ("" when accepted)."""
+    from ..interfaces.ants import affine_transform_matrix, linear_distortion
+
+    if registration.kind == "rigid" or "rigid" not in registration.stages:
+        return registration, ""
+    distortion = linear_distortion(affine_transform_matrix(registration.linear_file))
+    if distortion <= MAX_WITHIN_SUBJECT_DISTORTION:
+        return registration, ""
+    progress.warning("T1w → GRE registration: the affine stage stretched or sheared the head by %.0f %% (a failed "
+                     "fit for one head in one session); the rigid result is used instead — check the "
+                     "segmentation overlay in the QC report", 100 * distortion)
+    rigid = registration.stages["rigid"]
+    rigid.stages = registration.stages
+    later = "affine" if registration.kind == "affine" else "affine and SyN"
+    return rigid, (f"; the {later} stages were rejected ({100 * distortion:.0f} % stretch/shear of the head, more than "
+                   f"{100 * MAX_WITHIN_SUBJECT_DISTORTION:.0f} %) and the rigid result used")
 
 
 def _stages(kind: str) -> str:

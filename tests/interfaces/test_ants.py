@@ -87,3 +87,17 @@ def test_affine_refinement_skips_the_coarse_level():
 
     options = _linear_pyramid(_Grid((1.0, 1.0, 1.0)), refine=True)
     assert options["aff_shrink_factors"] == (4, 2) and options["aff_iterations"] == (200, 100)
+
+
+def test_linear_distortion_measures_stretch_and_shear_not_rotation():
+    from bids_app.interfaces.ants import linear_distortion
+
+    rigid = np.eye(4)
+    rigid[:3, :3] = rotation((10.0, -20.0, 30.0))
+    rigid[:3, 3] = [5.0, 6.0, 7.0]
+    assert linear_distortion(rigid) < 1e-12
+    stretched = rigid @ np.diag([1.08, 1.0, 1.0, 1.0])
+    assert linear_distortion(stretched) == pytest.approx(0.08)
+    sheared = np.eye(4)
+    sheared[0, 1] = 0.1
+    assert 0.04 < linear_distortion(sheared) < 0.06
