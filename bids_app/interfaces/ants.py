@@ -38,8 +38,10 @@ _SAME_CONTRAST_SYN = dict(syn_metric="CC", syn_sampling=2, reg_iterations=(40, 1
 def _linear_pyramid(*images, refine=False) -> dict:
     """``ants.registration`` options for a linear stage: levels in mm (see ``_LINEAR_LEVELS_MM``)."""
     finest = min(min(image.spacing) for image in images)
-    levels, iterations = (_REFINE_LEVELS_MM, _REFINE_ITERATIONS) if refine else (_LINEAR_LEVELS_MM,
-                                                                                  _LINEAR_ITERATIONS)
+    if refine:
+        levels, iterations = _REFINE_LEVELS_MM, _REFINE_ITERATIONS
+    else:
+        levels, iterations = _LINEAR_LEVELS_MM, _LINEAR_ITERATIONS
     shrink, kept = [], []
     for level, count in zip(levels, iterations):
         factor = max(1, int(round(level / finest)))
@@ -117,11 +119,11 @@ def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_pr
     moving_image = to_ants(moving, moving_affine)
     mask_image = None if mask is None else to_ants(np.asarray(mask, np.float32), fixed_affine)
     initial = None if initial_transform is None else [str(initial_transform)]
+    pyramid = _linear_pyramid(fixed_image, moving_image, refine=kind == "affine" and initial is not None)
+    syn = _SAME_CONTRAST_SYN if same_contrast and kind in ("syn", "synonly") else {}
     result = ants.registration(fixed_image, moving_image, type_of_transform=_TRANSFORM_TYPES[kind],
                                outprefix=str(out_prefix), mask=mask_image, random_seed=random_seed,
-                               initial_transform=initial, **_linear_pyramid(fixed_image, moving_image,
-                                                                                  refine=kind == "affine" and initial is not None),
-                               **(_SAME_CONTRAST_SYN if same_contrast and kind in ("syn", "synonly") else {}))
+                               initial_transform=initial, **pyramid, **syn)
     return Registration(forward=list(result["fwdtransforms"]), inverse=list(result["invtransforms"]), kind=kind)
 
 

@@ -120,8 +120,8 @@ def _plausible_within_subject(registration, progress):
                      "segmentation overlay in the QC report", 100 * distortion)
     rigid = registration.stages["rigid"]
     rigid.stages = registration.stages
-    later = "affine" if registration.kind == "affine" else "affine and SyN"
-    return rigid, (f"; the {later} stages were rejected ({100 * distortion:.0f} % stretch/shear of the head, more than "
+    rejected = "affine stage was" if registration.kind == "affine" else "affine and SyN stages were"
+    return rigid, (f"; the {rejected} rejected ({100 * distortion:.0f} % stretch/shear of the head, more than "
                    f"{100 * MAX_WITHIN_SUBJECT_DISTORTION:.0f} %) and the rigid result used")
 
 

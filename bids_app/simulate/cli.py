@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--matrix", type=int, nargs=3, metavar=("X", "Y", "Z"), help="grid (default: phantom's)")
     parser.add_argument("--voxel-size", type=float, nargs=3, metavar=("DX", "DY", "DZ"), help="mm")
     parser.add_argument("--oblique-degrees", type=float, default=0.0, help="slab tilt about the x axis")
-    parser.add_argument("--snr", type=float, default=100.0, help="magnitude SNR of the first echo in white matter")
+    parser.add_argument("--snr", type=float, default=100.0, help="first-echo SNR: mean brain magnitude / noise standard deviation")
     parser.add_argument("--phase-units", choices=("rad", "arbitrary"), default="rad",
                         help="phase stored in radians, or as scanner integers (-4096..4095)")
     parser.add_argument("--no-variation", action="store_true", help="identical geometry for every subject")

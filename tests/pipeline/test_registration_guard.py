@@ -48,4 +48,4 @@ def test_stretching_affine_falls_back_to_rigid(tmp_path):
     assert kept.kind == "rigid" and kept.linear_file.endswith("rigid.mat")
     assert np.allclose(affine_transform_matrix(kept.linear_file)[:3, :3], np.eye(3))
     assert "15 %" in progress.warnings[0] and "rigid result is used" in progress.warnings[0]
-    assert "affine stages were rejected" in note and "15 %" in note
+    assert "affine stage was rejected" in note and "15 %" in note
