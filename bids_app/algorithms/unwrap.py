@@ -66,56 +66,47 @@ def _edge_weight(p, p2, mag, a, b, te_ratio, half_maxmag, use_p2, use_mag):
 
 
 @njit(cache=True)
-def _edge_bins(p, p2, mag, mask, nx, ny, nz, te_ratio, half_maxmag, use_p2, use_mag):
-    """Quantised edge weights, flat (3·N,): index d·N + v is the edge v → v + stride_d."""
+def _scan_edges(p, p2, mag, mask, nx, ny, nz, te_ratio, half_maxmag, use_p2, use_mag, bins, quality):
+    """Walk every in-mask edge v → v + stride_d once and fill what is asked for (an empty array is skipped):
+    ``bins`` (3·N,) uint8, the quantised weight at d·N + v; ``quality`` (N,) float, the summed weights of
+    each voxel's edges."""
     n = nx * ny * nz
     sx = ny * nz
-    bins = np.zeros(3 * n, np.uint8)
+    strides = (sx, nz, 1)
+    fill_bins = bins.size > 0
+    fill_quality = quality.size > 0
     for i in range(nx):
         for j in range(ny):
             for k in range(nz):
                 v = i * sx + j * nz + k
                 if not mask[v]:
                     continue
-                if i < nx - 1 and mask[v + sx]:
-                    w = _edge_weight(p, p2, mag, v, v + sx, te_ratio, half_maxmag, use_p2, use_mag)
-                    bins[v] = max(1, int(round((1.0 - w) * (_NBINS - 1))))
-                if j < ny - 1 and mask[v + nz]:
-                    w = _edge_weight(p, p2, mag, v, v + nz, te_ratio, half_maxmag, use_p2, use_mag)
-                    bins[n + v] = max(1, int(round((1.0 - w) * (_NBINS - 1))))
-                if k < nz - 1 and mask[v + 1]:
-                    w = _edge_weight(p, p2, mag, v, v + 1, te_ratio, half_maxmag, use_p2, use_mag)
-                    bins[2 * n + v] = max(1, int(round((1.0 - w) * (_NBINS - 1))))
+                inside = (i < nx - 1, j < ny - 1, k < nz - 1)
+                for d in range(3):
+                    u = v + strides[d]
+                    if not inside[d] or not mask[u]:
+                        continue
+                    w = _edge_weight(p, p2, mag, v, u, te_ratio, half_maxmag, use_p2, use_mag)
+                    if fill_bins:
+                        bins[d * n + v] = max(1, int(round((1.0 - w) * (_NBINS - 1))))
+                    if fill_quality:
+                        quality[v] += w
+                        quality[u] += w
+
+
+def _edge_bins(p, p2, mag, mask, nx, ny, nz, te_ratio, half_maxmag, use_p2, use_mag):
+    """Quantised edge weights, flat (3·N,): index d·N + v is the edge v → v + stride_d (0: no edge)."""
+    bins = np.zeros(3 * nx * ny * nz, np.uint8)
+    _scan_edges(p, p2, mag, mask, nx, ny, nz, te_ratio, half_maxmag, use_p2, use_mag, bins, np.zeros(0, np.float32))
     return bins
 
 
-@njit(cache=True)
 def _quality(p, p2, mag, mask, nx, ny, nz, te_ratio, half_maxmag, use_p2, use_mag):
     """Per-voxel mean of the weights of its 6 edges (missing edges count 0), float32 in [0, 1]."""
-    n = nx * ny * nz
-    sx = ny * nz
-    q = np.zeros(n, np.float32)
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz):
-                v = i * sx + j * nz + k
-                if not mask[v]:
-                    continue
-                if i < nx - 1 and mask[v + sx]:
-                    w = _edge_weight(p, p2, mag, v, v + sx, te_ratio, half_maxmag, use_p2, use_mag)
-                    q[v] += w
-                    q[v + sx] += w
-                if j < ny - 1 and mask[v + nz]:
-                    w = _edge_weight(p, p2, mag, v, v + nz, te_ratio, half_maxmag, use_p2, use_mag)
-                    q[v] += w
-                    q[v + nz] += w
-                if k < nz - 1 and mask[v + 1]:
-                    w = _edge_weight(p, p2, mag, v, v + 1, te_ratio, half_maxmag, use_p2, use_mag)
-                    q[v] += w
-                    q[v + 1] += w
-    for v in range(n):
-        q[v] /= 6.0
-    return q
+    quality = np.zeros(nx * ny * nz, np.float32)
+    _scan_edges(p, p2, mag, mask, nx, ny, nz, te_ratio, half_maxmag, use_p2, use_mag, np.zeros(0, np.uint8), quality)
+    quality /= 6.0
+    return quality
 
 
 @njit(cache=True)
