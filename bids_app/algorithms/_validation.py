@@ -1,4 +1,4 @@
-"""Input checks shared by the field-based algorithms (background removal, inversion)."""
+"""Input checks shared by the field-based algorithms (dipole kernel, background removal, inversion, NeXtQSM)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def check_field_mask_voxels(field, mask, voxel_size, *, name="field_ppm"):
     if sizes.size != 3 or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
         raise ValueError(f"voxel_size must be three positive finite numbers (mm), got {voxel_size!r}")
     return field, mask, sizes
+
+
+def unit_b0(b0_dir) -> np.ndarray:
+    """The main-field direction as a float64 unit 3-vector; ValueError unless three finite numbers, not all 0."""
+    b0 = np.asarray(b0_dir, dtype=np.float64).ravel()
+    if b0.size != 3 or not np.all(np.isfinite(b0)) or not np.any(b0):
+        raise ValueError(f"b0_dir must be a non-zero finite 3-vector, got {b0_dir!r}")
+    return b0 / np.linalg.norm(b0)

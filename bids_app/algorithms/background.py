@@ -30,7 +30,7 @@ from numba import njit
 from scipy import ndimage
 
 from . import _fft
-from ._validation import check_field_mask_voxels
+from ._validation import check_field_mask_voxels, unit_b0
 from .dipole import dipole_kernel
 
 __all__ = ["vsharp", "pdf", "lbv", "resharp", "default_vsharp_radii"]
@@ -46,9 +46,7 @@ def _check_inputs(field_ppm, mask, voxel_size, b0_dir=None):
     """Validate and convert the common inputs; returns (field float32, mask bool, voxel sizes)."""
     field, mask, vs = check_field_mask_voxels(field_ppm, mask, voxel_size, name="field_ppm")
     if b0_dir is not None:
-        b0 = np.asarray(b0_dir, dtype=np.float64).ravel()
-        if b0.size != 3 or not np.all(np.isfinite(b0)) or np.linalg.norm(b0) == 0:
-            raise ValueError(f"b0_dir must be a non-zero finite 3-vector, got {b0_dir!r}")
+        unit_b0(b0_dir)
     inside = field[mask]
     if not np.all(np.isfinite(inside)):
         raise ValueError(f"field_ppm has {int(np.sum(~np.isfinite(inside)))} non-finite values inside the mask")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _fft
+from ._validation import unit_b0
 
 __all__ = ["dipole_kernel", "kspace_coordinates", "forward_field"]
 
@@ -65,11 +66,7 @@ def dipole_kernel(shape, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), real=False) -> n
     """
     if len(shape) != 3 or len(voxel_size) != 3:
         raise ValueError("dipole_kernel needs a 3-D shape and three voxel sizes")
-    b0 = np.asarray(b0_dir, dtype=np.float64)
-    norm = np.linalg.norm(b0)
-    if not np.isfinite(norm) or norm == 0:
-        raise ValueError(f"b0_dir must be a non-zero finite vector, got {b0_dir!r}")
-    b0 = (b0 / norm).astype(np.float32)
+    b0 = unit_b0(b0_dir).astype(np.float32)
     kx, ky, kz = kspace_coordinates(shape, voxel_size=voxel_size, real=real)
     k2 = kx * kx + ky * ky + kz * kz
     kb = kx * b0[0] + ky * b0[1] + kz * b0[2]

@@ -44,7 +44,7 @@ from numba import njit, prange
 from scipy import ndimage
 
 from . import _fft
-from ._validation import check_field_mask_voxels
+from ._validation import check_field_mask_voxels, unit_b0
 from .dipole import dipole_kernel
 
 __all__ = ["tkd", "tikhonov", "rts", "tv", "tgv", "GYROMAGNETIC_RATIO_MHZ_T"]
@@ -549,10 +549,7 @@ def _stencils(voxel_size, b0_dir):
     convolution); mixed derivatives use central differences, so oblique ``b0_dir`` is honoured and the
     stencil is symmetric (self-adjoint), as the primal-dual iteration needs.
     """
-    b = np.asarray(b0_dir, dtype=np.float64)
-    if b.size != 3 or not np.all(np.isfinite(b)) or np.linalg.norm(b) == 0:
-        raise ValueError(f"b0_dir must be a non-zero finite 3-vector, got {b0_dir!r}")
-    b = b / np.linalg.norm(b)
+    b = unit_b0(b0_dir)
     h = np.asarray(voxel_size, dtype=np.float64)
     lap = np.zeros((3, 3, 3))
     directional = np.zeros((3, 3, 3))

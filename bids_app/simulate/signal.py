@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..algorithms import dipole, geometry
+from ..algorithms._validation import unit_b0
 from .phantom import CHI_AIR_PPM, R2STAR_REFERENCE_FIELD_T, Head, field_source, label_index
 
 __all__ = ["GAMMA_BAR_HZ_PER_T", "simulate_gre", "simulate_t1w", "phase_offset_map", "ppm_to_hz"]
@@ -124,11 +125,8 @@ def _resolve_geometry(head, affine, b0_dir, voxel_size):
         raise ValueError(f"voxel_size must be three positive numbers (mm), got {voxel_size}")
     if not np.allclose(voxel_size, head.voxel_size, rtol=1e-4):
         raise ValueError(f"voxel_size {voxel_size} differs from the head's {tuple(head.voxel_size)}")
-    b0 = np.asarray((0.0, 0.0, 1.0) if b0_dir is None else b0_dir, dtype=np.float64)
-    norm = np.linalg.norm(b0)
-    if b0.shape != (3,) or not np.isfinite(norm) or norm == 0:
-        raise ValueError(f"b0_dir must be a non-zero 3-vector, got {b0_dir!r}")
-    return voxel_size, tuple(float(v) for v in b0 / norm)
+    b0 = unit_b0((0.0, 0.0, 1.0) if b0_dir is None else b0_dir)
+    return voxel_size, tuple(float(v) for v in b0)
 
 
 def simulate_gre(head: Head, *, echo_times, field_strength=3.0, affine=None, b0_dir=None, voxel_size=None,

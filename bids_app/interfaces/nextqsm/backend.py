@@ -40,6 +40,7 @@ import logging
 import numpy as np
 from scipy import ndimage
 
+from ...algorithms._validation import check_field_mask_voxels, unit_b0
 from .weights import NextQsmNetworks, check_tensorflow
 
 LOGGER = logging.getLogger(__name__)
@@ -70,10 +71,7 @@ def reference_dipole_kernel(shape, *, voxel_size=(1.0, 1.0, 1.0), b0_dir=(0.0, 0
     """
     if len(shape) != 3 or any(int(n) % 2 or int(n) < 2 for n in shape):
         raise ValueError(f"reference_dipole_kernel needs a 3-D shape of even sizes, got {shape}")
-    b0 = np.asarray(b0_dir, dtype=np.float64)
-    if b0.shape != (3,) or not np.all(np.isfinite(b0)) or not np.any(b0):
-        raise ValueError(f"b0_dir must be a non-zero finite 3-vector, got {b0_dir!r}")
-    b0 /= np.linalg.norm(b0)
+    b0 = unit_b0(b0_dir)
     k = [np.fft.fftfreq(int(n), d=float(d)).reshape([-1 if a == i else 1 for a in range(3)])
          for i, (n, d) in enumerate(zip(shape, voxel_size))]
     k2 = k[0] ** 2 + k[1] ** 2 + k[2] ** 2
@@ -268,28 +266,15 @@ def nextqsm(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), networks, de
     Quantitative Susceptibility Mapping trained with hybrid data. Med Image Anal 2023;84:102700.
     doi:10.1016/j.media.2022.102700
     """
-    field = np.asarray(field_ppm)
-    mask = np.asarray(mask)
-    if field.ndim != 3:
-        raise ValueError(f"field_ppm must be 3-D, got shape {field.shape}")
-    if mask.shape != field.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from field shape {field.shape}")
-    voxel_size = tuple(float(v) for v in np.ravel(voxel_size))
-    if len(voxel_size) != 3 or not all(np.isfinite(v) and v > 0 for v in voxel_size):
-        raise ValueError(f"voxel_size must be three positive numbers (mm), got {voxel_size!r}")
-    b0 = np.asarray(b0_dir, dtype=np.float64).ravel()
-    if b0.shape != (3,) or not np.all(np.isfinite(b0)) or not np.any(b0):
-        raise ValueError(f"b0_dir must be a non-zero finite 3-vector, got {b0_dir!r}")
+    field, mask, sizes = check_field_mask_voxels(field_ppm, mask, voxel_size, name="field_ppm")
+    voxel_size = tuple(float(v) for v in sizes)
+    b0 = unit_b0(b0_dir)
     if not isinstance(networks, NextQsmNetworks):
         raise ValueError("networks must come from load_networks (a NextQsmNetworks)")
-    mask = mask != 0
-    if not mask.any():
-        raise ValueError("the mask is empty")
     if not np.all(np.isfinite(field[mask])):
         raise ValueError("field_ppm has non-finite values inside the mask")
     check_tensorflow()
     device = _pick_device(device)
-    b0 = b0 / np.linalg.norm(b0)
     field = np.where(mask, field, 0.0).astype(np.float32)
     angle = float(np.degrees(np.arccos(min(1.0, abs(b0[2])))))
     if angle <= b0_tolerance:
