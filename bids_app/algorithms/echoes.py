@@ -18,7 +18,7 @@ import numpy as np
 from . import _fft
 from .unwrap import romeo
 
-__all__ = ["GAMMA_HZ_PER_T", "b0_map", "phase_offset", "hz_to_ppm", "ppm_to_hz"]
+__all__ = ["GAMMA_HZ_PER_T", "b0_map", "correct_bipolar", "detect_bipolar", "phase_offset", "hz_to_ppm", "ppm_to_hz"]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,96 @@ def _bipolar_offset(phase, magnitude, echo_times, mask, sigma_vox, passes):
     return smooth
 
 
+def correct_bipolar(phase, magnitude, echo_times, *, mask=None, voxel_size=(1.0, 1.0, 1.0), sigma_mm=7.0,
+                    passes=3):
+    """Wrapped phase with the odd/even echo offset ±b of a bipolar readout removed.
+
+    b is estimated from ``φ₁ − 2φ₂ + φ₃ = 4b`` (three equally spaced echoes; B0 and φ₀ cancel), ROMEO
+    unwrapped, divided by 4 and smoothed; echo e (0-based) gets ``−b`` for even e and ``+b`` for odd e.
+
+    Parameters
+    ----------
+    phase, magnitude : ndarray, shape (X, Y, Z, E), E ≥ 3
+        Wrapped phase (rad) and magnitude (or None).
+    echo_times : sequence of float
+        Echo times (s); the first three equally spaced.
+    mask : ndarray of bool, optional
+    voxel_size : sequence of 3 float
+        Voxel size (mm).
+    sigma_mm : float
+        Smoothing std (mm).
+    passes : int
+        Smoothing passes (see :func:`phase_offset`).
+
+    Returns
+    -------
+    ndarray of float32, shape (X, Y, Z, E)
+    """
+    phase = np.asarray(phase, dtype=np.float32)
+    if phase.ndim != 4 or phase.shape[3] < 3:
+        raise ValueError("bipolar correction needs at least 3 echoes")
+    magnitude = np.ones(phase.shape, np.float32) if magnitude is None else np.abs(np.asarray(magnitude, np.float32))
+    sigma_vox = [sigma_mm / v for v in voxel_size]
+    b = _bipolar_offset(phase, magnitude, echo_times, mask, sigma_vox, passes)
+    signs = np.where(np.arange(phase.shape[3]) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    return _wrap(phase - b[..., None] * signs).astype(np.float32)
+
+
+#: Odd/even echo phase difference (rad, magnitude-weighted RMS of the smoothed estimate) above which
+#: :func:`detect_bipolar` reports a bipolar readout. Monopolar data give < 0.01 rad (noise averages out
+#: in the smoothing); the odd/even offsets of bipolar readouts are tenths of a radian to radians.
+BIPOLAR_DETECTION_RAD = 0.05
+
+
+def detect_bipolar(phase, magnitude, echo_times, *, mask=None, voxel_size=(1.0, 1.0, 1.0), sigma_mm=7.0):
+    """Whether multi-echo phase shows the odd/even echo offset of a bipolar readout.
+
+    With three equally spaced echoes ``φ₁ − 2φ₂ + φ₃`` cancels the phase offset φ₀ and the field term
+    2π·B0·TE and leaves 4b, where ±b is the phase that alternates between odd and even echoes
+    (readout gradient delays and eddy currents: a constant and a ramp along the readout). The wrapped
+    second difference is smoothed as a complex field (Gaussian of ``sigma_mm``) so that noise averages
+    out, and its magnitude-weighted RMS angle / 4 inside the mask is compared with
+    :data:`BIPOLAR_DETECTION_RAD`.
+
+    Parameters
+    ----------
+    phase, magnitude : ndarray, shape (X, Y, Z, E)
+        Wrapped phase (rad) and magnitude, echoes last.
+    echo_times : sequence of float
+        Echo times (s).
+    mask : ndarray of bool, optional
+    voxel_size : sequence of 3 float
+        Voxel size (mm), for the smoothing kernel.
+    sigma_mm : float
+        Std (mm) of the smoothing Gaussian.
+
+    Returns
+    -------
+    detected : bool
+        False also when the test cannot be made (fewer than 3 echoes, or unequal spacing of the first three).
+    b_rms : float
+        Estimated RMS odd/even phase difference (rad); NaN when the test cannot be made.
+    """
+    te = np.asarray(echo_times, dtype=np.float64)
+    phase = np.asarray(phase)
+    if phase.ndim != 4 or phase.shape[3] < 3 or te.size < 3:
+        return False, float("nan")
+    steps = np.diff(te[:3])
+    if not np.isclose(steps[0], steps[1], rtol=1e-3):
+        return False, float("nan")
+    m1 = np.abs(np.asarray(magnitude[..., 0], dtype=np.float32)) if magnitude is not None else np.ones(phase.shape[:3], np.float32)
+    weight = m1 if mask is None else m1 * np.asarray(mask, bool)
+    if not np.any(weight > 0):
+        return False, float("nan")
+    second = _wrap(phase[..., 0].astype(np.float32) - 2 * phase[..., 1] + phase[..., 2])
+    sigma_vox = [sigma_mm / v for v in voxel_size]
+    smooth = np.angle(_gaussian_smooth_complex(_unit(second, weight), sigma_vox))
+    inside = weight > 0
+    w = weight[inside].astype(np.float64)
+    b_rms = float(np.sqrt(np.sum(w * smooth[inside].astype(np.float64) ** 2) / np.sum(w))) / 4
+    return b_rms > BIPOLAR_DETECTION_RAD, b_rms
+
+
 def b0_map(
     phase,
     magnitude,
@@ -165,7 +255,7 @@ def b0_map(
     mask=None,
     voxel_size=(1.0, 1.0, 1.0),
     offset_correction: bool = True,
-    bipolar: bool = False,
+    bipolar: bool | str = False,
     sigma_mm: float = 7.0,
     passes: int = 3,
     unwrap_mode: str = "template",
@@ -195,8 +285,9 @@ def b0_map(
         Voxel size (mm), used for the offset smoothing kernel.
     offset_correction : bool
         Remove the phase offset with MCPC-3D-S (needs ≥ 2 echoes).
-    bipolar : bool
-        Remove odd/even echo phase differences of bipolar readouts (needs ≥ 3 equally spaced echoes).
+    bipolar : bool or "auto"
+        Remove odd/even echo phase differences of bipolar readouts (needs ≥ 3 equally spaced echoes);
+        "auto" does it when :func:`detect_bipolar` finds them.
     sigma_mm : float
         Std (mm) of the Gaussian that smooths the phase offset (and the bipolar phase).
     passes : int
@@ -237,7 +328,9 @@ def b0_map(
         mask = np.asarray(mask, bool)
         if mask.shape != phase.shape[:3]:
             raise ValueError(f"mask shape {mask.shape} does not match {phase.shape[:3]}")
-    if bipolar and n_echoes < 3:
+    if bipolar not in (True, False, "auto"):
+        raise ValueError(f"bipolar must be True, False or 'auto', got {bipolar!r}")
+    if bipolar is True and n_echoes < 3:
         raise ValueError("bipolar correction needs at least 3 echoes")
     vs = np.asarray(voxel_size, dtype=np.float64).ravel()
     if vs.size != 3 or np.any(vs <= 0):
@@ -247,10 +340,12 @@ def b0_map(
     magnitude = np.where(np.isfinite(magnitude), np.abs(magnitude), 0).astype(np.float32)
     sigma_vox = [sigma_mm / v for v in vs]
 
+    if bipolar == "auto":
+        bipolar, b_rms = detect_bipolar(phase, magnitude, te, mask=mask, voxel_size=vs, sigma_mm=sigma_mm)
+        log.info("bipolar readout %s (odd/even phase difference %.3f rad)",
+                 "detected: corrected" if bipolar else "not detected", b_rms)
     if bipolar:
-        b = _bipolar_offset(phase, magnitude, te, mask, sigma_vox, passes)
-        signs = np.where(np.arange(n_echoes) % 2 == 0, 1.0, -1.0).astype(np.float32)
-        phase = _wrap(phase - b[..., None] * signs).astype(np.float32)
+        phase = correct_bipolar(phase, magnitude, te, mask=mask, voxel_size=vs, sigma_mm=sigma_mm, passes=passes)
     if offset_correction and n_echoes >= 2:
         offset = phase_offset(phase, magnitude, te, mask=mask, sigma_mm=sigma_mm, voxel_size=vs, passes=passes)
         phase = _wrap(phase - offset[..., None]).astype(np.float32)

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bids_app.algorithms.echoes import GAMMA_HZ_PER_T, b0_map, hz_to_ppm, phase_offset, ppm_to_hz
+from bids_app.algorithms.echoes import (GAMMA_HZ_PER_T, b0_map, correct_bipolar, detect_bipolar, hz_to_ppm,
+                                        phase_offset, ppm_to_hz)
 from tests.realdata import load_small_gre
 
 DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
@@ -109,6 +110,36 @@ def test_bipolar_correction():
         b0_map(phase[..., :2], mag[..., :2], TE5[:2], bipolar=True)
     with pytest.raises(ValueError):
         b0_map(phase[..., :3], mag[..., :3], [4e-3, 8e-3, 16e-3], bipolar=True)
+
+
+def test_bipolar_detection():
+    """Odd/even offsets of 0.1 rad and more are found, monopolar data (noisy, with offset) are not."""
+    x, y, _ = np.meshgrid(*[np.linspace(-1, 1, 48)] * 3, indexing="ij")
+    for seed, noise in ((6, 0.03), (7, 0.1)):
+        phase, mag, _, _, mask, _ = simulate(noise=noise, seed=seed)
+        detected, b_rms = detect_bipolar(phase, mag, TE5, mask=mask)
+        assert not detected and b_rms < 0.02
+    for bip in (0.1 + 0 * x, 1.2 * x + 0.5, 2.5 * x - 1.0 * y):
+        phase, mag, field, _, mask, _ = simulate(bipolar=bip.astype(np.float32), seed=8)
+        detected, b_rms = detect_bipolar(phase, mag, TE5, mask=mask)
+        assert detected, b_rms
+        auto = b0_map(phase, mag, TE5, mask=mask, bipolar="auto")
+        assert rms((auto - field)[mask]) < 1.0
+    # the test cannot be made with two echoes or unequal spacing
+    assert detect_bipolar(phase[..., :2], mag[..., :2], TE5[:2], mask=mask)[0] is False
+    assert np.isnan(detect_bipolar(phase[..., :3], mag[..., :3], [4e-3, 8e-3, 16e-3], mask=mask)[1])
+
+
+def test_correct_bipolar_removes_the_alternating_phase():
+    x, _, _ = np.meshgrid(*[np.linspace(-1, 1, 48)] * 3, indexing="ij")
+    bip = (1.5 * x + 0.4).astype(np.float32)
+    phase, mag, _, _, mask, _ = simulate(bipolar=bip, seed=9, noise=0.01)
+    clean, *_ = simulate(seed=9, noise=0.01)
+    corrected = correct_bipolar(phase, mag, TE5, mask=mask)
+    diff = np.angle(np.exp(1j * (corrected - clean)))[mask]
+    # what remains is common to all echoes (absorbed by the phase offset), not alternating
+    alternating = diff.reshape(-1, 5) * np.where(np.arange(5) % 2 == 0, 1, -1)
+    assert np.abs(alternating.mean(axis=1)).mean() < 0.05
 
 
 def test_single_echo_includes_offset():
