@@ -130,7 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(phase, "obliquity-threshold", type=float, metavar="DEG", help="resample to axial above this obliquity (degrees; -1 disables; default 10)")
     _flag(phase, "combine-phase", "combine echoes into a B0 map (on) or average per-echo susceptibility maps (off)")
     _setting(phase, "unwrapping-algorithm", metavar="{romeo,laplacian}", help="phase unwrapping")
-    _setting(phase, "bf-algorithm", type=_bf_algorithm, metavar="{pdf,vsharp,lbv,none}", help="background field removal")
+    _setting(phase, "bipolar-correction", metavar="{auto,on,off}",
+             help="remove the odd/even echo phase of bipolar readouts (>= 3 equally spaced echoes); auto = when the "
+                  "data show it (default auto)")
+    _setting(phase, "bf-algorithm", type=_bf_algorithm, metavar="{" + ",".join(S.BF_ALGORITHMS) + ",none}",
+             help="background field removal (default pdf)")
+    _setting(phase, "local-field-detrend", metavar="{auto,on,off}",
+             help="subtract a low-order polynomial from the local field, for what background removal cannot take "
+                  "out (the phase offset of single-echo data); auto = on for single-echo fields (default auto)")
+    _setting(phase, "local-field-detrend-order", type=int, metavar="N", help="degree of that polynomial (default 2)")
     _setting(phase, "qsm-algorithm", metavar="{rts,tv,tkd,tikhonov,tgv,nextqsm}", help="dipole inversion")
     _setting(phase, "qsm-reference", nargs="+", metavar="REF", help="'mean', 'none', or segmentation label names/indices (e.g. CSF)")
     _setting(phase, "b0-strength", type=_optional_float, metavar="TESLA", help="field strength when MagneticFieldStrength is missing from the sidecars")

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-OUTPUT_CHOICES = ("qsm", "swi", "t2s", "r2s", "seg", "analysis")
+OUTPUT_CHOICES = ("qsm", "swi", "t2s", "r2s", "seg", "analysis", "fieldmap", "quality")
 MASKING_ALGORITHMS = ("threshold", "bet")
 MASKING_INPUTS = ("phase", "magnitude")
 THRESHOLD_ALGORITHMS = ("otsu", "gaussian")
 FILLING_ALGORITHMS = ("gaussian", "morphological", "both", "bet", "none")
 UNWRAPPING_ALGORITHMS = ("romeo", "laplacian")
-BF_ALGORITHMS = ("pdf", "vsharp", "lbv")
+BF_ALGORITHMS = ("pdf", "vsharp", "lbv", "resharp", "sharp", "ismv")
+AUTO_ON_OFF = ("auto", "on", "off")
 QSM_ALGORITHMS = ("rts", "tv", "tkd", "tikhonov", "tgv", "nextqsm")
 R2S_METHODS = ("arlo", "numart2s", "loglinear", "nonlinear")
 SWI_PHASE_SCALINGS = ("tanh", "negative", "positive")
@@ -56,8 +57,11 @@ class Settings:
     # --- phase processing ----------------------------------------------------------------------
     obliquity_threshold: float = 10.0
     combine_phase: bool = True
+    bipolar_correction: str = "auto"  # odd/even echo phase of bipolar readouts: auto = when detected
     unwrapping_algorithm: str = "romeo"
     bf_algorithm: str | None = "pdf"
+    local_field_detrend: str = "auto"  # polynomial detrend of the local field: auto = single-echo fields
+    local_field_detrend_order: int = 2
     qsm_algorithm: str = "rts"
     qsm_reference: list = field(default_factory=lambda: ["mean"])
     b0_strength: float | None = None
@@ -112,6 +116,10 @@ class Settings:
         if self.bf_algorithm is not None:
             _choice("bf-algorithm", self.bf_algorithm, BF_ALGORITHMS)
         _choice("qsm-algorithm", self.qsm_algorithm, QSM_ALGORITHMS)
+        _choice("bipolar-correction", self.bipolar_correction, AUTO_ON_OFF)
+        _choice("local-field-detrend", self.local_field_detrend, AUTO_ON_OFF)
+        if self.local_field_detrend_order not in range(0, 5):
+            raise UsageError("--local-field-detrend-order must be an integer from 0 to 4 (default 2)")
         _choice("r2s-method", self.r2s_method, R2S_METHODS)
         _choice("swi-phase-scaling", self.swi_phase_scaling, SWI_PHASE_SCALINGS)
         _choice("seg-backend", self.seg_backend, SEG_BACKENDS)
@@ -136,6 +144,10 @@ class Settings:
                 f"--qsm-algorithm {self.qsm_algorithm} needs a background field removal step",
                 hint="set --bf-algorithm pdf|vsharp|lbv, or use tgv which removes it itself",
             )
+        for extra in ("fieldmap", "quality"):
+            if extra in self.outputs and "qsm" not in self.outputs:
+                raise UsageError(f"--outputs {extra} is an intermediate map of the QSM pipeline: it needs qsm too",
+                                 hint=f"add: --outputs qsm {extra}")
         if "analysis" in self.outputs and not {"qsm", "seg"} <= set(self.outputs):
             raise UsageError("--outputs analysis needs qsm and seg too", hint="add: --outputs qsm seg analysis")
         return self

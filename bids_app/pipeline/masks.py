@@ -18,6 +18,7 @@ class PassMasks:
 
     masks: list
     parameters: dict = field(default_factory=dict)
+    quality: np.ndarray | None = None  # the ROMEO phase-quality map thresholded, when it was
 
 
 def combined_magnitude(magnitude: np.ndarray) -> np.ndarray:
@@ -88,4 +89,5 @@ def build_masks(data, info, settings: Settings, *, existing=None) -> PassMasks:
         masks.append(masking.erode(mask, iterations=settings.per_pass("mask_erosions", index)))
     if not masks[0].any():
         raise ValueError("the brain mask is empty: lower --threshold-algorithm-factor or use --masking-algorithm bet")
-    return PassMasks(masks, parameters)
+    quality = image.astype(np.float32) if source.startswith("romeo") else None
+    return PassMasks(masks, parameters, quality=quality)

@@ -130,6 +130,38 @@ def _qc_figures(task, writer, data, qc) -> list:
                                labels=qc.get("labels"))
 
 
+def _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters) -> list:
+    """``--outputs fieldmap`` (total field in Hz, local field in ppm) and ``quality`` (ROMEO phase quality)."""
+    info, outputs = task.info, task.settings.outputs
+    field_keys = ("UnwrappingAlgorithm", "CombinePhase", "BipolarCorrection", "MaskSource")
+    written = []
+    if "fieldmap" in outputs and result.total_field_hz is not None:
+        path = writer.path(info.unit, "fieldmap", desc="total")
+        meta = {**sidecar, "Units": "Hz", "Description": "total field (B0 map of the echoes) inside the QSM mask",
+                **{k: qsm_parameters[k] for k in field_keys if k in qsm_parameters}}
+        written.append(writer.save_nifti(path, result.total_field_hz, info.affine, sidecar=meta))
+    if "fieldmap" in outputs and result.local_field_ppm is not None:
+        path = writer.path(info.unit, "fieldmap", desc="local")
+        meta = {**sidecar, "Units": "ppm", "Description": "local (tissue) field after background field removal",
+                "BackgroundFieldRemoval": qsm_parameters["BackgroundFieldRemoval"],
+                "LocalFieldDetrend": qsm_parameters.get("LocalFieldDetrend", "off"),
+                "TwoPass": qsm_parameters["TwoPass"]}
+        written.append(writer.save_nifti(path, result.local_field_ppm, info.affine, sidecar=meta))
+    if "quality" in outputs:
+        quality = result.quality
+        if quality is None:
+            from ..algorithms.unwrap import romeo_quality
+
+            magnitude = None if data.magnitude is None else data.magnitude[..., 0]
+            quality = romeo_quality(data.phase[..., 0], magnitude=magnitude)
+        path = writer.path(info.unit, "quality", desc="romeo")
+        meta = {**sidecar, "Units": "arbitrary", "Description": "ROMEO phase quality of the first echo (0 worst, 1 "
+                "best): phase coherence, gradient and magnitude weights of the unwrapping", "EstimationReference":
+                "Dymerska B, et al. Magn Reson Med 2021. doi:10.1002/mrm.28563"}
+        written.append(writer.save_nifti(path, quality, info.affine, sidecar=meta))
+    return written
+
+
 def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
     from .qsm import reconstruct
 
@@ -160,7 +192,8 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
         "TwoPass": settings.two_pass,
         "QSMReference": settings.qsm_reference,
         "Parameters": {k: v for k, v in settings.to_dict().items()
-                       if k.split("_")[0] in ("rts", "tv", "tkd", "tikhonov", "tgv", "pdf", "vsharp")},
+                       if k.split("_")[0] in ("rts", "tv", "tkd", "tikhonov", "tgv", "pdf", "vsharp")
+                       or k.startswith("local_field_detrend") or k == "bipolar_correction"},
         **result.parameters,
     }
     written = []
@@ -175,6 +208,7 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
         written.append(writer.save_nifti(mask_path, result.mask, info.affine, dtype=np.uint8,
                                          sidecar={"Sources": sidecar["Sources"], "Type": "Brain",
                                                   **result.parameters}))
+        written += _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters)
     for path in list(written):
         written.append(path.with_name(path.name.replace(".nii.gz", ".json")))
     return written

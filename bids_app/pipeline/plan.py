@@ -35,9 +35,17 @@ def qsm_steps(settings: Settings, n_echoes: int) -> list[str]:
         if settings.combine_phase or n_echoes == 1:
             steps.append(f"B0 map: {settings.unwrapping_algorithm} unwrapping, "
                          f"{'MCPC-3D-S offset removal, weighted echo fit' if n_echoes > 1 else 'single echo'}")
+            if n_echoes >= 3 and settings.bipolar_correction != "off":
+                steps.append("bipolar readout correction: " + ("on" if settings.bipolar_correction == "on"
+                                                               else "auto (when the odd/even echo phase shows it)"))
         else:
             steps.append(f"per-echo field: {settings.unwrapping_algorithm} unwrapping of each of {n_echoes} echoes")
         steps.append(f"background removal: {settings.bf_algorithm}")
+        from .qsm import detrend_active
+
+        if detrend_active(settings, n_echoes):
+            steps.append(f"local-field detrend: polynomial of degree {settings.local_field_detrend_order} "
+                         "(removes the phase offset of single-echo fields)")
         steps.append(f"inversion: {settings.qsm_algorithm}" + ("" if settings.combine_phase or n_echoes == 1
                                                               else " per echo, susceptibility maps averaged"))
     if settings.two_pass:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..algorithms import background, inversion
-from ..algorithms.echoes import b0_map, hz_to_ppm, phase_offset
+from ..algorithms.echoes import b0_map, correct_bipolar, detect_bipolar, hz_to_ppm, phase_offset
 from ..algorithms.unwrap import laplacian
 from ..algorithms.referencing import reference
 from ..config import Settings
@@ -25,18 +25,24 @@ class QsmResult:
     mask: np.ndarray  # final brain mask
     chi_single_pass: np.ndarray | None = None
     parameters: dict = field(default_factory=dict)
+    total_field_hz: np.ndarray | None = None  # the B0 map (mean of the per-echo fields with --combine-phase off)
+    local_field_ppm: np.ndarray | None = None  # after background removal (two-pass merged like χ)
+    quality: np.ndarray | None = None  # ROMEO phase quality of echo 1 (0..1), when masking used it
 
 
-def field_hz(phase, magnitude, echo_times, *, mask, voxel_size, unwrapping="romeo") -> np.ndarray:
+def field_hz(phase, magnitude, echo_times, *, mask, voxel_size, unwrapping="romeo", bipolar=False) -> np.ndarray:
     """B0 field (Hz) of (X, Y, Z, E) wrapped phase with ROMEO or Laplacian unwrapping.
 
+    ``bipolar`` removes the odd/even echo phase of a bipolar readout first (≥ 3 equally spaced echoes).
     The Laplacian path removes the MCPC-3D-S phase offset first (≥ 2 echoes with magnitude), unwraps
     every echo with the Laplacian method and fits B0 as the (magnitude × TE)-weighted average of
     φ_e / (2π TE_e), the same estimator as :func:`~bids_app.algorithms.echoes.b0_map`.
     """
     tes = np.asarray(echo_times, dtype=np.float64)
     if unwrapping == "romeo":
-        return b0_map(phase, magnitude, tes, mask=mask, voxel_size=voxel_size)
+        return b0_map(phase, magnitude, tes, mask=mask, voxel_size=voxel_size, bipolar=bool(bipolar))
+    if bipolar:
+        phase = correct_bipolar(phase, magnitude, tes, mask=mask, voxel_size=voxel_size)
     if len(tes) >= 2 and magnitude is not None:
         offset = phase_offset(phase, magnitude, tes, mask=mask, voxel_size=voxel_size)
         phase = np.angle(np.exp(1j * (phase - offset[..., None]))).astype(np.float32)
@@ -52,15 +58,37 @@ def field_hz(phase, magnitude, echo_times, *, mask, voxel_size, unwrapping="rome
     return np.where(mask, result, 0).astype(np.float32)
 
 
-def _field_maps_ppm(data, info, settings, mask, progress) -> list:
-    """Total field(s) in ppm: one B0 map of all echoes, or one field per echo (``--combine-phase off``)."""
+def _bipolar_decision(data, info, settings, mask, progress) -> tuple[bool, str]:
+    """(correct?, sidecar text) for ``--bipolar-correction`` on this unit's echoes."""
+    tes = np.asarray(info.echo_times, dtype=np.float64)
+    if settings.bipolar_correction == "off":
+        return False, "off"
+    detected, b_rms = detect_bipolar(data.phase, data.magnitude, tes, mask=mask, voxel_size=info.voxel_size)
+    if np.isnan(b_rms):
+        if settings.bipolar_correction == "on":
+            raise DataError(f"{info.unit.name}: --bipolar-correction on needs at least 3 echoes with equal spacing "
+                            f"of the first three (echo times {list(info.echo_times)})",
+                            hint="use --bipolar-correction auto or off")
+        return False, "not applicable (fewer than 3 equally spaced echoes)"
+    if settings.bipolar_correction == "on":
+        return True, f"on (odd/even phase difference {b_rms:.3f} rad)"
+    if detected:
+        progress.info("bipolar readout detected (odd/even echo phase difference %.3f rad RMS): corrected", b_rms)
+        return True, f"auto: detected, corrected (odd/even phase difference {b_rms:.3f} rad)"
+    return False, f"auto: not detected (odd/even phase difference {b_rms:.3f} rad)"
+
+
+def _field_maps_ppm(data, info, settings, mask, progress) -> tuple[list, dict]:
+    """Total field(s) in ppm — one B0 map of all echoes, or one field per echo (``--combine-phase off``) —
+    and the sidecar parameters of that step."""
     tes = np.asarray(info.echo_times, dtype=np.float64)
     magnitude = data.magnitude
     if settings.combine_phase or len(tes) == 1:
+        bipolar, text = _bipolar_decision(data, info, settings, mask, progress)
         with progress.step(f"B0 map ({settings.unwrapping_algorithm}, {len(tes)} echo(es))"):
             b0 = field_hz(data.phase, magnitude, tes, mask=mask, unwrapping=settings.unwrapping_algorithm,
-                          voxel_size=info.voxel_size)
-        return [hz_to_ppm(b0, info.field_strength)]
+                          voxel_size=info.voxel_size, bipolar=bipolar)
+        return [hz_to_ppm(b0, info.field_strength)], {"BipolarCorrection": text}
     fields = []
     for e in range(len(tes)):
         with progress.step(f"field of echo {e + 1} ({settings.unwrapping_algorithm})"):
@@ -68,16 +96,26 @@ def _field_maps_ppm(data, info, settings, mask, progress) -> list:
                           tes[e:e + 1], mask=mask, unwrapping=settings.unwrapping_algorithm,
                           voxel_size=info.voxel_size)
         fields.append(hz_to_ppm(b0, info.field_strength))
-    return fields
+    return fields, {"BipolarCorrection": "not applicable (echoes processed one by one)"}
 
 
 def _remove_background(field_ppm, mask, info, settings):
     kwargs = dict(voxel_size=info.voxel_size, b0_dir=info.b0_dir)
-    if settings.bf_algorithm == "vsharp":
+    name = settings.bf_algorithm
+    if name == "vsharp":
         return background.vsharp(field_ppm, mask, threshold=settings.vsharp_threshold, **kwargs)
-    if settings.bf_algorithm == "pdf":
+    if name == "pdf":
         return background.pdf(field_ppm, mask, tol=settings.pdf_tol, **kwargs)
-    return background.lbv(field_ppm, mask, **kwargs)
+    if name in ("lbv", "resharp", "sharp", "ismv"):
+        return getattr(background, name)(field_ppm, mask, **kwargs)
+    raise ValueError(f"{name} is not a background field removal method")
+
+
+def detrend_active(settings, n_echoes: int) -> bool:
+    """Whether the local field is detrended: ``on``, or ``auto`` for fields of one echo each."""
+    if settings.local_field_detrend == "auto":
+        return n_echoes == 1 or not settings.combine_phase
+    return settings.local_field_detrend == "on"
 
 
 def _invert(local_ppm, mask, info, settings):
@@ -128,28 +166,40 @@ def _nextqsm(info, mask, fields_ppm, weights, device):
     return np.mean(maps, axis=0).astype(np.float32)
 
 
-def _reconstruct_pass(data, info, settings, mask, fields, progress, label, nextqsm_options=None) -> tuple[np.ndarray, np.ndarray]:
-    """One QSM pass with ``mask`` from precomputed total fields (ppm); returns (χ ppm, valid-χ mask)."""
+def _reconstruct_pass(data, info, settings, mask, fields, progress, label, nextqsm_options=None) -> tuple:
+    """One QSM pass with ``mask`` from precomputed total fields (ppm).
+
+    Returns (χ ppm, valid-χ mask, local field ppm or None for the combined methods).
+    """
     if settings.qsm_algorithm == "nextqsm":
         with progress.step(f"{label}: NeXtQSM (background removal + inversion)"):
             chi = _nextqsm(info, mask, fields, **(nextqsm_options or {}))
-        return chi, mask
+        return chi, mask, None
     if settings.qsm_algorithm == "tgv":
         with progress.step(f"{label}: TGV"):
             chi = _tgv(data, info, settings, mask, fields)
-        return chi, mask & (chi != 0)
-    chis, masks = [], []
+        return chi, mask & (chi != 0), None
+    chis, masks, locals_ = [], [], []
     for field_ppm in fields:
         with progress.step(f"{label}: background removal ({settings.bf_algorithm})"):
             local, local_mask = _remove_background(field_ppm, mask, info, settings)
         if not local_mask.any():
             raise DataError("background removal left an empty mask (the brain mask is too small or thin)",
                             hint="use fewer --mask-erosions or --bf-algorithm pdf")
+        if detrend_active(settings, info.n_echoes):
+            with progress.step(f"{label}: local-field detrend (polynomial, degree {settings.local_field_detrend_order})"):
+                local, _ = background.polynomial_detrend(local, local_mask, voxel_size=info.voxel_size,
+                                                         order=settings.local_field_detrend_order)
         with progress.step(f"{label}: inversion ({settings.qsm_algorithm})"):
             chis.append(_invert(local, local_mask, info, settings))
         masks.append(local_mask)
+        locals_.append(local)
     final_mask = np.logical_and.reduce(masks)
-    return np.where(final_mask, np.mean(chis, axis=0), 0).astype(np.float32), final_mask
+
+    def merged(maps):
+        return np.where(final_mask, np.mean(maps, axis=0), 0).astype(np.float32)
+
+    return merged(chis), final_mask, merged(locals_)
 
 
 def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None, segmentation=None,
@@ -169,17 +219,24 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
     filled = pass_masks.masks[0]
     # The field is estimated once on the largest (filled) mask; both passes reuse it.
     tgv_per_echo = settings.qsm_algorithm == "tgv" and not (settings.combine_phase and info.n_echoes > 1)
-    fields = None if tgv_per_echo else _field_maps_ppm(data, info, settings, filled, progress)
-    chi1, mask1 = _reconstruct_pass(data, info, settings, filled, fields, progress, "pass 1", nextqsm_options)
+    fields, field_parameters = (None, {}) if tgv_per_echo else _field_maps_ppm(data, info, settings, filled, progress)
+    chi1, mask1, local1 = _reconstruct_pass(data, info, settings, filled, fields, progress, "pass 1", nextqsm_options)
     chi_single = None
-    chi, mask = chi1, mask1
+    chi, mask, local = chi1, mask1, local1
     if settings.two_pass and len(pass_masks.masks) > 1:
         reliable = pass_masks.masks[1] & filled
-        chi2, mask2 = _reconstruct_pass(data, info, settings, reliable, fields, progress, "pass 2", nextqsm_options)
+        chi2, mask2, local2 = _reconstruct_pass(data, info, settings, reliable, fields, progress, "pass 2",
+                                                nextqsm_options)
         # Stewart 2022: χ₂ inside the reliable mask, χ₁ elsewhere (the holes and the rim).
         chi = np.where(mask2, chi2, chi1).astype(np.float32)
+        if local is not None:
+            local = np.where(mask2, local2, local1).astype(np.float32)
         chi_single = chi1
     parameters = dict(pass_masks.parameters)
+    parameters.update(field_parameters)
+    if settings.qsm_algorithm not in ("tgv", "nextqsm"):
+        parameters["LocalFieldDetrend"] = (f"polynomial, degree {settings.local_field_detrend_order}"
+                                           if detrend_active(settings, info.n_echoes) else "off")
     method, labels, used = _reference_method(settings, segmentation, progress)
     parameters["QSMReferenceUsed"] = used
     with progress.step(f"referencing ({used})"):
@@ -187,7 +244,13 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
         chi = reference(chi, mask, method=method, labels=labels, segmentation=region)
         if chi_single is not None:
             chi_single = reference(chi_single, mask, method=method, labels=labels, segmentation=region)
-    return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=parameters)
+    total_hz = None
+    if fields is not None:
+        from ..algorithms.echoes import ppm_to_hz
+
+        total_hz = np.asarray(ppm_to_hz(np.mean(fields, axis=0), info.field_strength), np.float32)
+    return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=parameters, total_field_hz=total_hz,
+                     local_field_ppm=local, quality=pass_masks.quality)
 
 
 def _reference_method(settings, segmentation, progress) -> tuple:
