@@ -4,8 +4,8 @@ dcm2niix applies the DICOM rescale (and, for Philips, the floating-point scaling
 integers, so what reaches this module is the phase as the scanner defines it:
 
 * radians already (Philips floating-point scaling, most real/imaginary-derived phases): |φ| ≤ π;
-* Siemens 12-bit integers: 0..4095 (older software) or −4096..4094 (RescaleSlope 2, Intercept −4096),
-  i.e. 4096 or 8192 steps per 2π;
+* Siemens 12-bit integers: 0..4095 (older software; 2048 is phase 0) or −4096..4094 (RescaleSlope 2,
+  Intercept −4096; 0 is phase 0), i.e. 4096 steps per 2π either way;
 * milliradians (Philips display values with RescaleSlope/Intercept, GE): |φ| ≤ 1000·π.
 
 Anything else cannot be mapped to radians with certainty: it is kept as it is and recorded with
@@ -32,6 +32,8 @@ class PhaseScaling:
         ``radians``, ``siemens-12bit-unsigned``, ``siemens-12bit-signed``, ``milliradians`` or ``unknown``.
     factor : float
         Radians per stored unit (1 for radians; NaN for unknown).
+    offset : float
+        Radians added after the factor (−π for 0..4095, whose mid-range 2048 is phase 0).
     units : str
         The BIDS ``Units`` of the written image: ``rad`` or ``arbitrary``.
     description : str
@@ -42,6 +44,7 @@ class PhaseScaling:
     factor: float
     units: str
     description: str
+    offset: float = 0.0
 
 
 def detect_phase_scaling(values, *, manufacturer: str = "") -> PhaseScaling:
@@ -69,8 +72,8 @@ def detect_phase_scaling(values, *, manufacturer: str = "") -> PhaseScaling:
     if bound <= math.pi * (1 + _TOLERANCE):
         return PhaseScaling("radians", 1.0, "rad", f"phase already in radians ({low:.4g}..{high:.4g})")
     if integers and low >= 0 and high <= 4095 and ("siemens" in vendor or high > 1000 * math.pi * (1 + _TOLERANCE)):
-        return PhaseScaling("siemens-12bit-unsigned", 2 * math.pi / 4096, "rad",
-                            "Siemens 12-bit phase 0..4095 rescaled to radians (x 2*pi/4096, wrapped to [-pi, pi))")
+        return PhaseScaling("siemens-12bit-unsigned", math.pi / 2048, "rad",
+                            "Siemens 12-bit phase 0..4095 rescaled to radians ((x - 2048) * pi/2048)", offset=-math.pi)
     if integers and low >= -4096 and high <= 4095 and ("siemens" in vendor or bound > 1000 * math.pi * (1 + _TOLERANCE)):
         return PhaseScaling("siemens-12bit-signed", math.pi / 4096, "rad",
                             "Siemens 12-bit phase -4096..4094 rescaled to radians (x pi/4096)")
@@ -91,7 +94,7 @@ def to_radians(values, scaling: PhaseScaling) -> np.ndarray:
     """
     if not math.isfinite(scaling.factor):
         raise ValueError("unknown phase convention: cannot rescale to radians")
-    data = np.asarray(values, dtype=np.float64) * scaling.factor
+    data = np.asarray(values, dtype=np.float64) * scaling.factor + scaling.offset
     if scaling.convention != "radians":
         data = np.mod(data + math.pi, 2 * math.pi) - math.pi
     return data.astype(np.float32)
