@@ -256,6 +256,9 @@ def _plan_gre_group(members, entities, subject, session, plan) -> None:
             runs[seen[te]][(part, te)] = m
             seen[te] += 1
     suffix = members[0].suffix or ("MEGRE" if len(echo_times) > 1 else "T2starw")
+    if not {m.part for m in members} & {kinds.PHASE, kinds.REAL, kinds.IMAGINARY}:
+        plan.notes.append(f"{members[0].series.label}: magnitude only (no phase): qsmapp can map T2*/R2* from it, "
+                          "not QSM or SWI")
     datatype = members[0].datatype
     for run_index in sorted(runs):
         found = runs[run_index]
