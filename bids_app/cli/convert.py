@@ -21,8 +21,16 @@ LOGGER = logging.getLogger("qsmapp")
 PROG = "qsmapp-convert"
 
 
+class UsageExitParser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors print one line and exit 64 (not argparse's 2)."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UsageExitParser(
         prog=PROG,
         description="Convert a scanner export (DICOM: classic or enhanced, plain or gzipped) or a folder of NIfTI + "
         "JSON files of one participant into BIDS GRE magnitude/phase (MEGRE or T2starw) and T1w images for qsmapp. "

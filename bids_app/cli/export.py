@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, QsmappError
+from .convert import UsageExitParser
 from .logging_setup import console_logging
 
 LOGGER = logging.getLogger("qsmapp")
@@ -21,7 +22,7 @@ PROG = "qsmapp-export"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UsageExitParser(
         prog=PROG,
         description="Export qsmapp's final QSM, SWI and minIP maps (from a qsmapp OUTPUT_DIR) as DICOM image series, "
         "one folder per map, marked 'not for diagnostic use'.",

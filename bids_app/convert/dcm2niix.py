@@ -45,7 +45,7 @@ def dcm2niix_version() -> str:
     return text[-1].strip() if text else "unknown"
 
 
-def run_dcm2niix(dicom_dir, out_dir, *, sidecars_only: bool = False) -> list:
+def run_dcm2niix(dicom_dir, out_dir) -> list:
     """Convert every series under ``dicom_dir`` into ``out_dir`` (NIfTI + BIDS JSON sidecars).
 
     Parameters
@@ -54,8 +54,6 @@ def run_dcm2niix(dicom_dir, out_dir, *, sidecars_only: bool = False) -> list:
         Folder read (recursively) by dcm2niix; never written to.
     out_dir : path-like
         Existing, empty folder for the results.
-    sidecars_only : bool
-        Write the JSON sidecars only (``-b o``): what ``--dry-run`` needs, without the images.
 
     Returns
     -------
@@ -67,7 +65,7 @@ def run_dcm2niix(dicom_dir, out_dir, *, sidecars_only: bool = False) -> list:
     DataError
         dcm2niix failed on the data (exit 65), with its last message.
     """
-    command = [dcm2niix_executable(), "-b", "o" if sidecars_only else "y", "-ba", "y", "-z", "y",
+    command = [dcm2niix_executable(), "-b", "y", "-ba", "y", "-z", "y",
                "-f", FILENAME_FORMAT, "-o", str(out_dir), str(dicom_dir)]
     LOGGER.debug("running %s", " ".join(command))
     try:
