@@ -113,3 +113,102 @@ def canonical(array):
     import nibabel as nib
 
     return nib.as_closest_canonical(nib.Nifti1Image(np.asarray(array, dtype=np.float64), truth_affine())).get_fdata()
+
+
+def write_enhanced(folder, image, *, echo_time, part, series_number, description, manufacturer="SIEMENS",
+                   slope=1.0, intercept=0.0, signed=False, patient_id="P001"):
+    """Write ``image`` ((x, y, z) integers, one echo) as ONE Enhanced MR Image Storage file, frames = slices.
+
+    Shared functional groups hold the pixel measures, orientation, rescale and echo time; each frame its
+    plane position, frame type (``ComplexImageComponent`` MAGNITUDE or PHASE) and stack position.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    component = {"mag": "MAGNITUDE", "phase": "PHASE"}[part]
+    letter = {"mag": "M", "phase": "P"}[part]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.Manufacturer = manufacturer
+    ds.MagneticFieldStrength = "3"
+    ds.PatientName = "Test^Enhanced"
+    ds.PatientID = patient_id
+    ds.PatientPosition = "HFS"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.11"
+    ds.StudyDate, ds.StudyTime = "20260101", "120000"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = ds.ProtocolName = description
+    ds.InstanceNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", letter, "NONE"]
+    ds.AcquisitionContrast = "T2_STAR"
+    ds.ComplexImageComponent = component
+    ds.PixelPresentation = "MONOCHROME"
+    ds.VolumetricProperties = "VOLUME"
+    ds.VolumeBasedCalculationTechnique = "NONE"
+    ds.MRAcquisitionType = "3D"
+    ds.EchoPulseSequence = "GRADIENT"
+    ds.ScanningSequence = "GR"
+    ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.12"
+    ds.ContentDate, ds.ContentTime, ds.AcquisitionDateTime = "20260101", "120000", "20260101120000"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    nx, ny, nz = image.shape
+    ds.Rows, ds.Columns = ny, nx
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.NumberOfFrames = nz
+    stack = Dataset()
+    stack.DimensionIndexPointer = 0x00209057  # InStackPositionNumber
+    stack.FunctionalGroupPointer = 0x00209111  # FrameContentSequence
+    ds.DimensionIndexSequence = [stack]
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing = [VOXEL[1], VOXEL[0]]
+    measures.SliceThickness = VOXEL[2]
+    measures.SpacingBetweenSlices = VOXEL[2]
+    shared.PixelMeasuresSequence = [measures]
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PlaneOrientationSequence = [orientation]
+    transform = Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = f"{slope:g}", f"{intercept:g}", "US"
+    shared.PixelValueTransformationSequence = [transform]
+    timing = Dataset()
+    timing.RepetitionTime = "30"
+    timing.FlipAngle = "15"
+    shared.MRTimingAndRelatedParametersSequence = [timing]
+    echo = Dataset()
+    echo.EffectiveEchoTime = echo_time * 1e3
+    shared.MREchoSequence = [echo]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames, pixels = [], []
+    for k in range(nz):
+        frame = Dataset()
+        content = Dataset()
+        content.StackID = "1"
+        content.InStackPositionNumber = k + 1
+        content.DimensionIndexValues = [k + 1]
+        frame.FrameContentSequence = [content]
+        position = Dataset()
+        position.ImagePositionPatient = [-10.0, -8.0, -6.0 + VOXEL[2] * k]
+        frame.PlanePositionSequence = [position]
+        frame_type = Dataset()
+        frame_type.FrameType = ["ORIGINAL", "PRIMARY", letter, "NONE"]
+        frame_type.ComplexImageComponent = component
+        frame_type.AcquisitionContrast = "T2_STAR"
+        frame.MRImageFrameTypeSequence = [frame_type]
+        frames.append(frame)
+        pixels.append(np.ascontiguousarray(image[:, :, k].T).astype(np.int16 if signed else np.uint16))
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = np.stack(pixels).tobytes()
+    path = folder / f"{series_number:03d}_{part}_enhanced.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path

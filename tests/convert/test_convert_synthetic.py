@@ -10,8 +10,8 @@ import pytest
 
 from bids_app.cli.convert import main
 
-from .conftest import ECHO_TIMES, MAG_TYPE, gzip_tree
-from .dicom_factory import canonical, gre_signal, truth_affine, write_series
+from .conftest import ECHO_TIMES, MAG_TYPE, gzip_tree, siemens_phase_signed
+from .dicom_factory import canonical, gre_signal, truth_affine, write_enhanced, write_series
 
 
 def _listing(folder):
@@ -87,6 +87,27 @@ def test_echoes_split_across_series_and_milliradian_phase(split_echo_export, tmp
         assert "milliradians" in sidecar["PhaseConversion"]
         got = nib.as_closest_canonical(nib.load(anat / f"sub-02_echo-{echo}_part-phase_MEGRE.nii.gz")).get_fdata()
         assert _wrapped_difference(got, canonical(phases[echo - 1])).max() < 1e-3
+
+
+def test_enhanced_multiframe_files_one_per_echo(tmp_path):
+    root = tmp_path / "dicom"
+    mags, phases = gre_signal(ECHO_TIMES, seed=4)
+    for index, (mag, phase, te) in enumerate(zip(mags, phases, ECHO_TIMES)):
+        write_enhanced(root, np.round(mag).astype(int), echo_time=te, part="mag", series_number=10 + 2 * index,
+                       description="gre_enhanced")
+        write_enhanced(root, siemens_phase_signed(phase), echo_time=te, part="phase", series_number=11 + 2 * index,
+                       description="gre_enhanced", slope=2, intercept=-4096)
+    bids = tmp_path / "bids"
+    assert main([str(root), str(bids), "--participant-label", "08"]) == 0
+    anat = _anat(bids, "08")
+    for echo in (1, 2, 3):
+        mag = nib.load(anat / f"sub-08_echo-{echo}_part-mag_MEGRE.nii.gz")
+        phase = nib.load(anat / f"sub-08_echo-{echo}_part-phase_MEGRE.nii.gz")
+        assert np.abs(nib.as_closest_canonical(mag).get_fdata() - canonical(np.round(mags[echo - 1]))).max() < 1e-3
+        got = nib.as_closest_canonical(phase).get_fdata()
+        assert _wrapped_difference(got, canonical(phases[echo - 1])).max() < 2 * np.pi / 4096 + 1e-6
+        sidecar = json.loads((anat / f"sub-08_echo-{echo}_part-phase_MEGRE.json").read_text())
+        assert sidecar["EchoTime"] == pytest.approx(ECHO_TIMES[echo - 1]) and sidecar["Units"] == "rad"
 
 
 def test_keep_phase_units_writes_dcm2niix_values_as_arbitrary(split_echo_export, tmp_path):
