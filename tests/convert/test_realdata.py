@@ -124,3 +124,21 @@ def test_participant_run_on_the_converted_philips_data(philips_bids, tmp_path):
     fitted = r2s[mask][r2s[mask] > 0]
     assert fitted.size > 0.9 * mask.sum() and 15 < np.median(fitted) < 50  # 1/s, brain at 3 T
     assert swi.min() >= 0 and minip.shape == swi.shape and (minip <= swi + 1e-3 * swi.max()).all()
+
+    # and back to DICOM, with the identity of the (gzipped) source study
+    import pydicom
+
+    from bids_app.cli.export import main as export
+    from bids_app.convert.export import affine_from_datasets, volume_from_datasets
+    from bids_app.convert.sources import read_dicom_header
+
+    dicom = tmp_path / "pacs"
+    assert export([str(out), str(dicom), "--source-dicom", str(PHILIPS_GRE / "In")]) == 0
+    source = read_dicom_header(next((PHILIPS_GRE / "In" / "cl").glob("*.dcm.gz")))
+    for name in ("Chimap", "swi", "minIP"):
+        datasets = [pydicom.dcmread(p) for p in sorted((dicom / "sub-01" / f"sub-01_{name}").glob("*.dcm"))]
+        image = nib.load(anat / f"sub-01_{name}.nii.gz")
+        assert len(datasets) == 53 and datasets[0].StudyInstanceUID == source.StudyInstanceUID
+        assert datasets[0].PatientID == source.PatientID and datasets[0].SeriesInstanceUID != source.SeriesInstanceUID
+        assert np.abs(affine_from_datasets(datasets) - image.affine).max() < 1e-4
+        assert np.abs(volume_from_datasets(datasets) - image.get_fdata()).max() <= float(datasets[0].RescaleSlope) / 2 + 1e-6
