@@ -1,8 +1,9 @@
 """``qsmapp-convert INPUT_DIR BIDS_DIR``: scanner DICOM (or NIfTI) → BIDS GRE for qsmapp.
 
-Exit codes: 0 at least one GRE image converted (or planned, with ``--dry-run``); 1 unexpected failure;
+Exit codes: 0 GRE images converted (or planned, with ``--dry-run``) for every participant/session; 1 unexpected failure;
 64 bad usage (options, rule file, BIDS_DIR inside the input); 65 bad data (dcm2niix failed, unreadable
-sidecar); 66 no usable GRE series (nothing found, or only field maps — each gets one line saying why);
+sidecar); 66 no usable GRE series for a participant/session (nothing found, or only field maps — each gets one line
+saying why; what else was found is still written);
 73 cannot write BIDS_DIR (or an image exists already, without ``--overwrite``).
 """
 
@@ -41,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input_dir", type=Path, metavar="INPUT_DIR", help="DICOM folder (or NIfTI folder), read only")
     parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR", help="BIDS dataset to create or add to")
     parser.add_argument("--participant-label", "--participant_label", metavar="LABEL",
-                        help="subject label (with or without sub-); default: the DICOM PatientID, letters and digits")
+                        help="subject label (with or without sub-) of a one-patient export; default: the DICOM PatientID, "
+                        "letters and digits (one subject per patient)")
     parser.add_argument("--session", "--session-label", dest="session", metavar="LABEL",
-                        help="session label (with or without ses-); default: no session level")
+                        help="session label (with or without ses-) of a one-study export; default: none for one study, the "
+                        "study date for several")
     parser.add_argument("--rules", "--config", dest="rules", type=Path, metavar="FILE",
                         help="dcm2bids configuration file (JSON) mapping series to BIDS names")
     parser.add_argument("--no-auto", action="store_true",
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
             if args.no_auto and rules is None:
                 print(f"{PROG}: error: --no-auto needs --rules FILE", file=sys.stderr)
                 return EXIT_USAGE
-            result = convert(args.input_dir, args.bids_dir, participant_label=args.participant_label,
+            results = convert(args.input_dir, args.bids_dir, participant_label=args.participant_label,
                              session=args.session, rules=rules, auto=not args.no_auto, dry_run=args.dry_run,
                              phase_units=args.phase_units, overwrite=args.overwrite, input_type=args.input_type)
         except QsmappError as exc:
@@ -100,19 +103,21 @@ def main(argv=None) -> int:
                 LOGGER.exception("%s failed", PROG)
             print(f"{PROG}: error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
             return EXIT_FAILURE
-    _print_plan(result, args.bids_dir)
-    gre = result.plan.gre_targets
-    if not gre:
-        why = "only field maps" if result.plan.fieldmap_lines else "none found"
-        print(f"{PROG}: no usable GRE magnitude/phase series in {args.input_dir} ({why}); "
-              f"{'nothing to convert for QSM' if not result.plan.targets else 'other images only'}", file=sys.stderr)
-        return EXIT_NO_INPUT
-    subject = f"sub-{result.subject}" + (f"/ses-{result.session}" if result.session else "")
-    if result.dry_run:
-        print(f"{PROG}: dry run: {len(result.plan.targets)} image(s) for {subject}; nothing written")
-    else:
-        print(f"{PROG}: wrote {len(result.written)} image(s) for {subject} to {args.bids_dir}")
-    return EXIT_OK
+    status = EXIT_OK
+    for result in results:
+        _print_plan(result, args.bids_dir)
+        subject = f"sub-{result.subject}" + (f"/ses-{result.session}" if result.session else "")
+        if not result.plan.gre_targets:
+            why = "only field maps" if result.plan.fieldmap_lines else "none found"
+            print(f"{PROG}: {subject}: no usable GRE magnitude/phase series in {args.input_dir} ({why}); "
+                  f"{'nothing to convert for QSM' if not result.plan.targets else 'other images only'}",
+                  file=sys.stderr)
+            status = EXIT_NO_INPUT
+        elif result.dry_run:
+            print(f"{PROG}: dry run: {len(result.plan.targets)} image(s) for {subject}; nothing written")
+        else:
+            print(f"{PROG}: wrote {len(result.written)} image(s) for {subject} to {args.bids_dir}")
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

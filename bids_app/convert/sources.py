@@ -127,17 +127,20 @@ def scan_input(root, *, input_type: str = "auto") -> InputFolder:
     return InputFolder(root=root, kind="nifti", nifti_files=nifti)
 
 
-def stage_dicom(folder: InputFolder, staging) -> Path:
-    """A folder dcm2niix can read: the input itself, or a staged copy when some files are gzipped.
+def stage_dicom(folder: InputFolder, staging, files=None) -> Path:
+    """A folder dcm2niix can read: the input itself, or a staged copy of ``files``.
 
-    Plain files are hard-linked (copied across file systems); gzipped files are decompressed.
-    The staged names keep the relative path (``/`` → ``__``) so that they stay unique.
+    The input is used as it is when ``files`` is all of it and none is gzipped. Otherwise the files are
+    hard-linked (copied across file systems) and gzipped files decompressed into ``staging``, under their
+    relative path (``/`` → ``__``) so that the names stay unique.
     """
-    if not folder.gzipped:
+    files = folder.dicom_files if files is None else list(files)
+    gzipped = any(p.name.endswith(".gz") for p in files)
+    if not gzipped and len(files) == len(folder.dicom_files):
         return folder.root
     staging = Path(staging)
     staging.mkdir(parents=True, exist_ok=True)
-    for source in folder.dicom_files:
+    for source in files:
         relative = source.relative_to(folder.root).as_posix().replace("/", "__")
         if relative.endswith(".gz"):
             target = staging / relative[:-3]
@@ -149,7 +152,7 @@ def stage_dicom(folder: InputFolder, staging) -> Path:
                 os.link(source, target)
             except OSError:
                 shutil.copyfile(source, target)
-    LOGGER.debug("staged %d DICOM files (gzipped input) in %s", len(folder.dicom_files), staging)
+    LOGGER.debug("staged %d DICOM files in %s", len(files), staging)
     return staging
 
 
@@ -169,28 +172,35 @@ def bids_label(text) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", str(text or ""))
 
 
-def patient_identity(folder: InputFolder) -> dict:
-    """PatientID, StudyInstanceUID and StudyDate of the DICOM files (dcm2niix's JSON leaves them out).
+@dataclass
+class Study:
+    """The DICOM files of one study of one patient (pydicom: dcm2niix's JSON leaves these out)."""
 
-    Returns
-    -------
-    dict
-        ``patients`` (sorted set of PatientID), ``studies`` (sorted set of StudyInstanceUID) and
-        ``study_dates`` (sorted set).
+    patient_id: str
+    study_uid: str
+    study_date: str
+    files: list = field(default_factory=list)
+
+
+def sort_by_study(folder: InputFolder) -> list:
+    """Group the DICOM files by (PatientID, StudyInstanceUID); sorted by patient, date, UID.
+
+    Files pydicom cannot read go with the first study (dcm2niix decides what they are).
     """
-    patients, studies, dates = set(), set(), set()
-    seen_series = set()
+    studies, unreadable = {}, []
     for path in folder.dicom_files:
         try:
             header = read_dicom_header(path)
-        except Exception as exc:  # noqa: BLE001 - unreadable file: dcm2niix will report it too
+        except Exception as exc:  # noqa: BLE001 - unreadable by pydicom: dcm2niix will judge
             LOGGER.debug("cannot read %s with pydicom: %s", path, exc)
+            unreadable.append(path)
             continue
-        series = str(getattr(header, "SeriesInstanceUID", ""))
-        if series in seen_series:
-            continue
-        seen_series.add(series)
-        patients.add(str(getattr(header, "PatientID", "") or ""))
-        studies.add(str(getattr(header, "StudyInstanceUID", "") or ""))
-        dates.add(str(getattr(header, "StudyDate", "") or ""))
-    return {"patients": sorted(patients), "studies": sorted(studies), "study_dates": sorted(dates)}
+        key = (str(getattr(header, "PatientID", "") or ""), str(getattr(header, "StudyInstanceUID", "") or ""))
+        if key not in studies:
+            studies[key] = Study(key[0], key[1], str(getattr(header, "StudyDate", "") or ""))
+        studies[key].files.append(path)
+    ordered = sorted(studies.values(), key=lambda s: (s.patient_id, s.study_date, s.study_uid))
+    if not ordered:
+        return [Study("", "", "", unreadable)] if unreadable else []
+    ordered[0].files.extend(unreadable)
+    return ordered

@@ -229,3 +229,35 @@ def test_no_gre_exits_66(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([str(empty), str(tmp_path / "bids2"), "--participant-label", "01"]) == 66
+
+
+def _gre_pair(root, *, patient, study, date, first):
+    mags, phases = gre_signal(ECHO_TIMES[:2])
+    extra = {"StudyDate": date}
+    write_series(root, [np.round(m).astype(int) for m in mags], series_number=first, description="gre",
+                 image_type=MAG_TYPE, echo_times=ECHO_TIMES[:2], patient_id=patient, study_uid=study, extra=extra)
+    write_series(root, [siemens_phase_signed(p) for p in phases], series_number=first + 1, description="gre",
+                 image_type=["ORIGINAL", "PRIMARY", "P", "ND"], echo_times=ECHO_TIMES[:2], slope=2, intercept=-4096,
+                 patient_id=patient, study_uid=study, extra=extra)
+
+
+def test_patients_and_studies_are_sorted_into_subjects_and_sessions(tmp_path, capsys):
+    root = tmp_path / "dicom"
+    _gre_pair(root / "a", patient="PAT-1", study="1.2.3.10", date="20260105", first=3)
+    _gre_pair(root / "b", patient="PAT-1", study="1.2.3.11", date="20260301", first=3)
+    _gre_pair(root / "c", patient="PAT-2", study="1.2.3.12", date="20260105", first=5)
+    bids = tmp_path / "bids"
+    assert main([str(root), str(bids), "--participant-label", "01"]) == 64  # two patients, one label
+    assert "2 patients" in capsys.readouterr().err
+    assert main([str(root), str(bids)]) == 0
+    names = sorted(p.relative_to(bids).as_posix() for p in bids.rglob("*_echo-1_part-phase_MEGRE.nii.gz"))
+    assert names == ["sub-PAT1/ses-20260105/anat/sub-PAT1_ses-20260105_echo-1_part-phase_MEGRE.nii.gz",
+                     "sub-PAT1/ses-20260301/anat/sub-PAT1_ses-20260301_echo-1_part-phase_MEGRE.nii.gz",
+                     "sub-PAT2/anat/sub-PAT2_echo-1_part-phase_MEGRE.nii.gz"]
+    assert (bids / "participants.tsv").read_text().split() == ["participant_id", "sub-PAT1", "sub-PAT2"]
+    two_studies = tmp_path / "two"
+    _gre_pair(two_studies / "a", patient="P", study="1.2.3.20", date="20260105", first=3)
+    _gre_pair(two_studies / "b", patient="P", study="1.2.3.21", date="20260105", first=3)
+    assert main([str(two_studies), str(tmp_path / "b2"), "--session", "x"]) == 64
+    assert main([str(two_studies), str(tmp_path / "b2")]) == 0
+    assert sorted(p.name for p in (tmp_path / "b2" / "sub-P").iterdir()) == ["ses-1", "ses-2"]  # same date

@@ -62,14 +62,14 @@ def test_philips_bids_dataset_validates(philips_bids):
 def test_field_maps_each_get_one_line_and_exit_66(tmp_path, capsys):
     source = require(FMAP / "In")
     bids = tmp_path / "bids"
-    assert main([str(source), str(bids), "--participant-label", "02"]) == 66
+    assert main([str(source), str(bids)]) == 66  # three patients (Siemens, GE, Philips): one subject each
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     for number, what in ((3, "phase-difference"), (4, "phase-difference"), (6, "B0 field map in Hz"),
                          (801, "B0 field map in Hz")):
         mine = [ln for ln in lines if re.match(rf"skip: series {number} .*not usable for multi-echo QSM", ln)]
         assert len(mine) == 1 and what in mine[0], (number, lines)
-    assert "only field maps" in captured.err
+    assert captured.err.count("only field maps") == 3
     assert not list(bids.rglob("*.nii.gz"))
 
 
