@@ -9,5 +9,6 @@
 * :mod:`.phase` — vendor phase conventions, rescaled to radians and recorded.
 * :mod:`.plan` — series grouped into BIDS files (echoes, parts, runs), with the reason for each decision.
 * :mod:`.writer` — the BIDS dataset written atomically.
+* :mod:`.workflow` — all of it for one call of ``qsmapp-convert``.
 * :mod:`.export` — QSM, SWI and minIP as DICOM series.
 """

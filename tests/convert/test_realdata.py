@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
