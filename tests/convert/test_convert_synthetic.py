@@ -135,6 +135,33 @@ def test_real_and_imaginary_become_magnitude_and_phase(complex_export, tmp_path)
         assert sidecar["Units"] == "rad" and "angle(real + i imaginary)" in sidecar["PhaseConversion"]
 
 
+def test_ge_real_imaginary_from_the_private_image_type(tmp_path):
+    """GE marks real/imaginary in its private (0043,102F) image type, not in ImageType."""
+    import pydicom
+
+    root = tmp_path / "dicom"
+    mags, phases = gre_signal(ECHO_TIMES[:2], seed=5)
+    parts = {2: [np.round(m * np.cos(p)).astype(int) for m, p in zip(mags, phases)],
+             3: [np.round(m * np.sin(p)).astype(int) for m, p in zip(mags, phases)]}
+    for code, images in parts.items():
+        folder = write_series(root / str(code), images, series_number=7, description="3D SWAN",
+                              image_type=["ORIGINAL", "PRIMARY", "OTHER"], echo_times=ECHO_TIMES[:2],
+                              manufacturer="GE MEDICAL SYSTEMS", signed=True)
+        for path in folder.glob("*.dcm"):
+            ds = pydicom.dcmread(path)
+            ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x2F, "SS", code)
+            ds.save_as(path)
+    bids = tmp_path / "bids"
+    assert main([str(root), str(bids), "--participant-label", "09"]) == 0
+    anat = _anat(bids, "09")
+    for echo in (1, 2):
+        z = parts[2][echo - 1] + 1j * parts[3][echo - 1]
+        phase = nib.as_closest_canonical(nib.load(anat / f"sub-09_echo-{echo}_part-phase_MEGRE.nii.gz")).get_fdata()
+        assert _wrapped_difference(phase, canonical(np.angle(z))).max() < 1e-5
+        mag = nib.as_closest_canonical(nib.load(anat / f"sub-09_echo-{echo}_part-mag_MEGRE.nii.gz")).get_fdata()
+        assert np.abs(mag - canonical(np.abs(z))).max() < 1e-2
+
+
 def test_single_echo_is_t2starw(tmp_path):
     root = tmp_path / "dicom"
     mags, phases = gre_signal([0.02])
