@@ -8,9 +8,10 @@ SWI and minIP); the window is set from the data (QSM: centre 0, ±99th percentil
 pixel (row r, column c) of frame k is voxel (i = c, j = r, k); ``ImageOrientationPatient`` holds the
 directions of increasing c and r, ``ImagePositionPatient`` the centre of voxel (0, 0, k).
 
-Patient and study identity (and the frame of reference) are copied from the source DICOM series when
-``source`` is given; otherwise a new study is made with the BIDS subject as patient. Every series gets
-new UIDs and a series description that says it is not for diagnostic use.
+Patient and study identity are copied from the source DICOM study when it is given, and from the source
+series the map matches in geometry (orientation, pixel spacing, matrix) its frame of reference (and a
+reference to it); otherwise a new study (or frame of reference) is made, with the BIDS subject as patient.
+Every series gets new UIDs and a series description that says it is not for diagnostic use.
 """
 
 from __future__ import annotations
@@ -91,8 +92,32 @@ def find_maps(output_dir, *, maps=("qsm", "swi", "minip"), participant_label=Non
     return found
 
 
+def _plane(header):
+    """(orientation, [row spacing, column spacing], rows, columns) of a classic or enhanced DICOM header."""
+    orientation, spacing = header.get("ImageOrientationPatient"), header.get("PixelSpacing")
+    shared = header.get("SharedFunctionalGroupsSequence")
+    if (orientation is None or spacing is None) and shared:
+        group = shared[0]
+        if "PlaneOrientationSequence" in group:
+            orientation = group.PlaneOrientationSequence[0].get("ImageOrientationPatient")
+        if "PixelMeasuresSequence" in group:
+            spacing = group.PixelMeasuresSequence[0].get("PixelSpacing")
+    if orientation is None or spacing is None:
+        return None
+    return ([float(v) for v in orientation], [float(v) for v in spacing], int(header.get("Rows", 0)),
+            int(header.get("Columns", 0)))
+
+
 def source_identity(source_dir) -> dict:
-    """Patient, study and frame-of-reference attributes of the source DICOM folder (one study).
+    """Patient and study attributes of the source DICOM folder (one study), and its series' geometry.
+
+    Returns
+    -------
+    dict
+        The attributes to copy (``PatientName``, ``StudyInstanceUID``...), plus ``_series``: per source
+        series, its UID, frame of reference and plane geometry, so that each exported map can reference
+        the series it matches (same orientation, pixel spacing and matrix) and share its frame of
+        reference.
 
     Raises
     ------
@@ -102,25 +127,39 @@ def source_identity(source_dir) -> dict:
         The folder holds more than one study.
     """
     folder = scan_input(source_dir, input_type="dicom")
-    studies, first = {}, None
+    studies, series = {}, {}
     for path in folder.dicom_files:
         try:
             header = read_dicom_header(path)
         except Exception:  # noqa: BLE001 - skip what pydicom cannot read
             continue
-        uid = str(getattr(header, "StudyInstanceUID", ""))
-        studies.setdefault(uid, header)
-        if first is None and "ImageOrientationPatient" in header:
-            first = header
+        studies.setdefault(str(getattr(header, "StudyInstanceUID", "")), header)
+        uid = str(getattr(header, "SeriesInstanceUID", ""))
+        if uid and uid not in series:
+            plane = _plane(header)
+            if plane is not None:
+                series[uid] = {"uid": uid, "frame": str(getattr(header, "FrameOfReferenceUID", "") or ""),
+                               "plane": plane, "number": int(getattr(header, "SeriesNumber", 0) or 0)}
     if not studies:
         raise NoInputError(f"no readable DICOM file in {source_dir}", hint="give the folder of the source GRE series")
     if len(studies) > 1:
         raise UsageError(f"--source-dicom {source_dir} holds {len(studies)} studies",
                          hint="give the folder of the one study the maps were computed from")
-    header = first or next(iter(studies.values()))
-    identity = {key: header[key].value for key in _PATIENT_STUDY if key in header}
-    identity["_source_series"] = str(getattr(header, "SeriesInstanceUID", ""))
+    header = next(iter(studies.values()))
+    identity = {key: header[key].value for key in _PATIENT_STUDY if key in header and key != "FrameOfReferenceUID"}
+    identity["_series"] = sorted(series.values(), key=lambda item: item["number"])
     return identity
+
+
+def matching_series(candidates, geo: dict, shape) -> dict | None:
+    """The first source series with the map's pixel axes (up to their sign: dcm2niix flips the rows; 1e-3),
+    pixel spacing (1e-3 mm) and matrix."""
+    for candidate in candidates or []:
+        orientation, spacing, rows, columns = candidate["plane"]
+        if (np.allclose(np.abs(orientation), np.abs(geo["orientation"]), atol=1e-3)
+                and np.allclose(spacing, geo["spacing"], atol=1e-3) and (rows, columns) == (shape[1], shape[0])):
+            return candidate
+    return None
 
 
 def _scaling(data: np.ndarray, signed: bool) -> tuple[np.ndarray, float]:
@@ -223,7 +262,7 @@ def export_map(kind: MapKind, nifti_path, out_dir, *, identity: dict | None = No
     out_dir : path-like
         Folder of the series (created; must not exist unless ``overwrite``).
     identity : dict, optional
-        :func:`source_identity` of the source series; None makes a new study.
+        :func:`source_identity` of the source study; None makes a new study.
     sop_class : {"mr", "sc"}
         MR Image Storage or Secondary Capture Image Storage.
     series_number : int
@@ -250,7 +289,10 @@ def export_map(kind: MapKind, nifti_path, out_dir, *, identity: dict | None = No
     subject = re.search(r"sub-([A-Za-z0-9]+)", nifti_path.name).group(1)
     now = datetime.datetime.now()
     identity = dict(identity or {})
-    source_series = identity.pop("_source_series", "")
+    source = matching_series(identity.pop("_series", None), geo, data.shape)
+    source_series = source["uid"] if source else ""
+    if source and source["frame"]:
+        identity["FrameOfReferenceUID"] = source["frame"]
     if not identity:
         identity = {"PatientName": f"sub-{subject}", "PatientID": f"sub-{subject}", "PatientBirthDate": "",
                     "PatientSex": "", "StudyInstanceUID": generate_uid(), "StudyDate": now.strftime("%Y%m%d"),

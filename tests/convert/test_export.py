@@ -12,7 +12,7 @@ from bids_app.convert.dcm2niix import run_dcm2niix
 from bids_app.convert.export import SECONDARY_CAPTURE_STORAGE, affine_from_datasets, volume_from_datasets
 
 from .conftest import MAG_TYPE
-from .dicom_factory import write_series
+from .dicom_factory import truth_affine, write_series
 
 SHAPE = (14, 11, 7)
 
@@ -92,15 +92,21 @@ def test_identity_from_the_source_series_and_secondary_capture(derivatives, tmp_
     source_series = write_series(source, [np.full((12, 10, 6), 100)], series_number=5, description="gre",
                                  image_type=MAG_TYPE, echo_times=[0.01], patient_id="PAT42")
     source_uid = pydicom.dcmread(next(source_series.glob("*.dcm"))).SeriesInstanceUID
+    # the SWI on the source's grid (as qsmapp's maps are), the QSM on another (oblique) one
+    swi = output / "sub-01" / "anat" / "sub-01_swi.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((12, 10, 6), 7.0, dtype=np.float32), truth_affine()), swi)
     dicom = tmp_path / "dicom"
-    assert main([str(output), str(dicom), "--source-dicom", str(source), "--sop-class", "sc", "--maps", "swi"]) == 0
-    first = _read(dicom / "sub-01" / "sub-01_swi")[0]
-    assert first.PatientID == "PAT42" and str(first.PatientName) == "Test^Patient"
-    assert first.StudyInstanceUID == "1.2.826.0.1.3680043.8.498.1"
+    assert main([str(output), str(dicom), "--source-dicom", str(source), "--sop-class", "sc",
+                 "--maps", "qsm", "swi"]) == 0
+    qsm, first = _read(dicom / "sub-01" / "sub-01_Chimap")[0], _read(dicom / "sub-01" / "sub-01_swi")[0]
+    for ds in (qsm, first):
+        assert ds.PatientID == "PAT42" and str(ds.PatientName) == "Test^Patient"
+        assert ds.StudyInstanceUID == "1.2.826.0.1.3680043.8.498.1"
+        assert ds.SOPClassUID == SECONDARY_CAPTURE_STORAGE and ds.ConversionType == "WSD"
     assert first.FrameOfReferenceUID == "1.2.826.0.1.3680043.8.498.2"
     assert first.SeriesInstanceUID != source_uid and first.ReferencedSeriesSequence[0].SeriesInstanceUID == source_uid
-    assert first.SOPClassUID == SECONDARY_CAPTURE_STORAGE and first.ConversionType == "WSD"
-    assert first.SeriesNumber == 9901
+    assert qsm.FrameOfReferenceUID != "1.2.826.0.1.3680043.8.498.2" and "ReferencedSeriesSequence" not in qsm
+    assert (qsm.SeriesNumber, first.SeriesNumber) == (9901, 9902)
 
 
 def test_exit_codes(derivatives, tmp_path, capsys):

@@ -138,5 +138,7 @@ def test_participant_run_on_the_converted_philips_data(philips_bids, tmp_path):
         image = nib.load(anat / f"sub-01_{name}.nii.gz")
         assert len(datasets) == 53 and datasets[0].StudyInstanceUID == source.StudyInstanceUID
         assert datasets[0].PatientID == source.PatientID and datasets[0].SeriesInstanceUID != source.SeriesInstanceUID
+        assert datasets[0].FrameOfReferenceUID == source.FrameOfReferenceUID  # the GRE series' grid
+        assert datasets[0].ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
         assert np.abs(affine_from_datasets(datasets) - image.affine).max() < 1e-4
         assert np.abs(volume_from_datasets(datasets) - image.get_fdata()).max() <= float(datasets[0].RescaleSlope) / 2 + 1e-6
