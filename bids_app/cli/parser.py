@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(algo, "rts-rho", type=float, metavar="RHO", help="RTS ADMM penalty (default 10)")
     _setting(algo, "rts-tol", type=float, metavar="TOL", help="RTS tolerance (default 1e-4)")
     _setting(algo, "rts-max-iter", type=int, metavar="N", help="RTS iterations (default 20)")
+    _setting(algo, "rts-lsmr-iter", type=int, metavar="N",
+             help="RTS step-1 LSMR iterations, its regularisation by early stopping (default 12)")
     _setting(algo, "tv-lambda", type=float, metavar="L", help="TV-ADMM regularisation weight (default 1e-3)")
     _setting(algo, "tv-tol", type=float, metavar="TOL", help="TV-ADMM tolerance (default 1e-3)")
     _setting(algo, "tv-max-iter", type=int, metavar="N", help="TV-ADMM iterations (default 250)")

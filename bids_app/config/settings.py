@@ -22,7 +22,7 @@ MASKING_INPUTS = ("phase", "magnitude")
 THRESHOLD_ALGORITHMS = ("otsu", "gaussian")
 FILLING_ALGORITHMS = ("gaussian", "morphological", "both", "bet", "none")
 UNWRAPPING_ALGORITHMS = ("romeo", "laplacian")
-BF_ALGORITHMS = ("pdf", "vsharp", "lbv", "resharp", "sharp", "ismv")
+BF_ALGORITHMS = ("pdf", "vsharp", "lbv", "pdf_lbv", "resharp", "sharp", "ismv")
 AUTO_ON_OFF = ("auto", "on", "off")
 QSM_ALGORITHMS = ("rts", "tv", "tkd", "tikhonov", "tgv", "nextqsm")
 R2S_METHODS = ("arlo", "numart2s", "loglinear", "nonlinear")
@@ -75,6 +75,7 @@ class Settings:
     rts_rho: float = 10.0
     rts_tol: float = 1e-4
     rts_max_iter: int = 20
+    rts_lsmr_iter: int = 12
     tv_lambda: float = 1e-3
     tv_tol: float = 1e-3
     tv_max_iter: int = 250

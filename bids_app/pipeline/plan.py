@@ -146,7 +146,8 @@ def citation_keys(settings: Settings, results) -> list[str]:
         if settings.qsm_algorithm in COMBINED_ALGORITHMS:
             keys.append(settings.qsm_algorithm)
         else:
-            keys += [settings.unwrapping_algorithm, "mcpc3ds", settings.bf_algorithm, settings.qsm_algorithm]
+            background = ["pdf", "lbv"] if settings.bf_algorithm == "pdf_lbv" else [settings.bf_algorithm]
+            keys += [settings.unwrapping_algorithm, "mcpc3ds", *background, settings.qsm_algorithm]
     if "swi" in settings.outputs:
         keys += ["clearswi", "laplacian"]
     if "t2s" in settings.outputs or "r2s" in settings.outputs:

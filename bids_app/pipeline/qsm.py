@@ -106,6 +106,8 @@ def _remove_background(field_ppm, mask, info, settings):
         return background.vsharp(field_ppm, mask, threshold=settings.vsharp_threshold, **kwargs)
     if name == "pdf":
         return background.pdf(field_ppm, mask, tol=settings.pdf_tol, **kwargs)
+    if name == "pdf_lbv":
+        return background.pdf_lbv(field_ppm, mask, pdf_tol=settings.pdf_tol, **kwargs)
     if name in ("lbv", "resharp", "sharp", "ismv"):
         return getattr(background, name)(field_ppm, mask, **kwargs)
     raise ValueError(f"{name} is not a background field removal method")
@@ -123,7 +125,8 @@ def _invert(local_ppm, mask, info, settings):
     name = settings.qsm_algorithm
     if name == "rts":
         return inversion.rts(local_ppm, mask, delta=settings.rts_delta, mu=settings.rts_mu, rho=settings.rts_rho,
-                             tol=settings.rts_tol, max_iter=settings.rts_max_iter, **kwargs)
+                             tol=settings.rts_tol, max_iter=settings.rts_max_iter,
+                             lsmr_iterations=settings.rts_lsmr_iter, **kwargs)
     if name == "tv":
         return inversion.tv(local_ppm, mask, lam=settings.tv_lambda, tol=settings.tv_tol,
                             max_iter=settings.tv_max_iter, **kwargs)
