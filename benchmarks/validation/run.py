@@ -117,7 +117,7 @@ def stage_full(variant, folder, truth, work):
                  "--n-procs", "1", "--no-resume", *extra])
     if code != 0:
         return {"error": f"qsmapp exited {code}"}
-    chimap = next(out.glob("sub-*/anat/*_Chimap.nii.gz"))
+    chimap = next(p for p in out.glob("sub-*/anat/*_Chimap.nii.gz") if "_desc-" not in p.name)  # the final map
     chi = np.asarray(nib.load(str(chimap)).dataobj, np.float32)
     return scoring.score(chi, truth["chi"], truth["mask"], kind="chi")
 

@@ -856,7 +856,7 @@ def _pcg(operator, rhs, preconditioner, *, x0, tol, max_iter):
 # non-harmonic residuals
 # --------------------------------------------------------------------------------------------------
 
-def polynomial_detrend(local_ppm, mask, *, voxel_size, order=2, weights=None):
+def polynomial_detrend(local_ppm, mask, *, voxel_size, order=2, weights=None, robust=True, iterations=8):
     """Subtract the (weighted) least-squares fit of a 3-D polynomial of degree ≤ ``order`` inside ``mask``.
 
     Harmonic background removal cannot take out a smooth field that is not harmonic — above all the
@@ -879,6 +879,12 @@ def polynomial_detrend(local_ppm, mask, *, voxel_size, order=2, weights=None):
         Polynomial degree, 0–4 (default 2: 10 terms).
     weights : ndarray, shape (X, Y, Z), optional
         Non-negative fit weights (e.g. magnitude); default uniform.
+    robust : bool
+        Iteratively reweighted least squares with Tukey's bisquare (c = 4.685 × the MAD scale), so that
+        a few voxels with unwrapping errors (2π/TE jumps, common at the brain edge in single-echo data)
+        do not bend the fit. Default True.
+    iterations : int
+        Reweighting iterations of the robust fit.
 
     Returns
     -------
@@ -900,9 +906,17 @@ def polynomial_detrend(local_ppm, mask, *, voxel_size, order=2, weights=None):
                for a in range(order + 1) for b in range(order + 1 - a) for c in range(order + 1 - a - b)]
     basis = np.stack(columns, axis=1)
     values = field[idx].astype(np.float64)
-    w = np.ones_like(values) if weights is None else np.sqrt(np.clip(np.asarray(weights, np.float64)[idx], 0, None))
-    coef, *_ = np.linalg.lstsq(basis * w[:, None], values * w, rcond=None)
-    fit = basis @ coef
+    prior = np.ones_like(values) if weights is None else np.clip(np.asarray(weights, np.float64)[idx], 0, None)
+    robust_weights = np.ones_like(values)
+    for _ in range(int(iterations) if robust else 1):
+        w = np.sqrt(prior * robust_weights)
+        coef, *_ = np.linalg.lstsq(basis * w[:, None], values * w, rcond=None)
+        fit = basis @ coef
+        residual = values - fit
+        scale = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+        if scale <= 0:
+            break
+        robust_weights = np.clip(1.0 - (residual / (4.685 * scale)) ** 2, 0.0, None) ** 2
     out = np.zeros(field.shape, np.float32)
     out[idx] = (values - fit).astype(np.float32)
     return out, float(np.sqrt(np.mean((fit - fit.mean()) ** 2)))

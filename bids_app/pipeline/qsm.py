@@ -183,13 +183,17 @@ def _reconstruct_pass(data, info, settings, mask, fields, progress, label, nextq
             chi = _tgv(data, info, settings, mask, fields)
         return chi, mask & (chi != 0), None
     chis, masks, locals_ = [], [], []
+    detrend = detrend_active(settings, info.n_echoes)
     for field_ppm in fields:
+        if detrend:  # the phase offset first, so that background removal does not try to explain it
+            field_ppm, _ = background.polynomial_detrend(field_ppm, mask, voxel_size=info.voxel_size,
+                                                         order=settings.local_field_detrend_order)
         with progress.step(f"{label}: background removal ({settings.bf_algorithm})"):
             local, local_mask = _remove_background(field_ppm, mask, info, settings)
         if not local_mask.any():
             raise DataError("background removal left an empty mask (the brain mask is too small or thin)",
                             hint="use fewer --mask-erosions or --bf-algorithm pdf")
-        if detrend_active(settings, info.n_echoes):
+        if detrend:  # what is left of the fit's own non-harmonic part, and of the offset
             with progress.step(f"{label}: local-field detrend (polynomial, degree {settings.local_field_detrend_order})"):
                 local, _ = background.polynomial_detrend(local, local_mask, voxel_size=info.voxel_size,
                                                          order=settings.local_field_detrend_order)
