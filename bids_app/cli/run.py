@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import Settings, load_settings_file, premade_settings
 from ..config.execution import ExecutionOptions, GroupOptions, Selection
-from ..errors import EXIT_FAILURE, QsmappError, UnknownLevelError, UsageError
+from ..errors import EXIT_FAILURE, Interrupted, QsmappError, UnknownLevelError, UsageError
 from .logging_setup import console_logging
 from .parser import build_parser
 
@@ -41,7 +41,9 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     except QsmappError as exc:  # a usage error found by the parser
         return _report(exc)
-    with console_logging(namespace.verbose) as log_level:
+    from ..pipeline.execution import signal_handlers
+
+    with console_logging(namespace.verbose) as log_level, signal_handlers():
         return _run(namespace, argv, log_level)
 
 
@@ -84,6 +86,9 @@ def _run(namespace, argv, log_level) -> int:
         )
     except QsmappError as exc:
         return _report(exc, verbose)
+    except Interrupted as exc:  # SIGTERM/SIGINT/SIGHUP: units stopped, summary written (when a run had begun)
+        print(f"qsmapp: interrupted by {exc.name}; re-run the same command to resume", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("qsmapp: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
