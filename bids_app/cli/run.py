@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config import Settings, load_settings_file, premade_settings
 from ..config.execution import ExecutionOptions, GroupOptions, Selection
+from ..config.settings import cli_spelling, coerce_values
 from ..errors import EXIT_FAILURE, Interrupted, QsmappError, UnknownLevelError, UsageError
 from .logging_setup import console_logging
 from .parser import build_parser
@@ -27,6 +28,7 @@ def resolve_settings(namespace) -> Settings:
     premade = given.get("premade") or from_file.get("premade") or "default"
     settings = premade_settings(premade)
     settings = settings.replace(**{k: v for k, v in from_file.items() if k != "premade"})
+    given = coerce_values(given, spelling=cli_spelling)  # before anything runs: 64 naming the option
     settings = settings.replace(**{k: v for k, v in given.items() if k != "premade"})
     if "threshold_value" in given and "threshold_algorithm" not in given:
         LOGGER.debug("fixed --threshold-value given: the automatic threshold algorithm is not used")
@@ -65,6 +67,11 @@ def _run(namespace, argv, log_level) -> int:
         options = ExecutionOptions(**{k: getattr(namespace, k) for k in _EXECUTION_FIELDS})
         if options.n_procs is None or options.n_procs < 1:
             raise UsageError("--n-procs must be at least 1")
+        if options.omp_nthreads is not None and options.omp_nthreads < 1:
+            raise UsageError("--omp-nthreads must be at least 1", hint="or leave it out: CPUs / --n-procs")
+        if options.mem_gb is not None and not (options.mem_gb > 0 and options.mem_gb < float("inf")):
+            raise UsageError(f"--mem {options.mem_gb:g}: the memory is in GB and must be > 0",
+                             hint="e.g. --mem 16, or leave it out")
         group = GroupOptions(**{k: getattr(namespace, k) for k in _GROUP_FIELDS})
         if group.template_iterations < 1:
             raise UsageError("--template-iterations must be at least 1")
