@@ -110,11 +110,17 @@ class DerivativesWriter:
         path = Path(path)
         if self.bids_dir is None:
             return str(path)
-        try:
-            relative = path.resolve().relative_to(self.bids_dir.resolve())
-        except ValueError:
-            return path.resolve().as_uri()
-        return f"bids:raw:{relative.as_posix()}"
+        # The path as found in the dataset first: a symlinked file (DataLad/git-annex) resolves into
+        # the annex, which is not its BIDS name; resolving is only the fallback (a symlinked BIDS_DIR).
+        for candidate, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(self.bids_dir))),
+                                (path.resolve(), self.bids_dir.resolve())):
+            try:
+                relative = candidate.relative_to(root)
+            except ValueError:
+                continue
+            if not relative.parts or relative.parts[0] != ".git":
+                return f"bids:raw:{relative.as_posix()}"
+        return path.resolve().as_uri()
 
     # --- names --------------------------------------------------------------------------------
     def unit_dir(self, unit) -> Path:

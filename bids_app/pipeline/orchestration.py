@@ -12,12 +12,12 @@ from pathlib import Path
 
 from .. import __version__
 from ..bids.checks import UnitInfo, check_unit
-from ..bids.discovery import discover_units, open_layout
+from ..bids.discovery import discover_units, open_layout, unreadable_sidecars
 from ..config import Settings
 from ..config.execution import ExecutionOptions, Selection
 from ..derivatives import DerivativesWriter
 from ..derivatives.provenance import write_run_provenance
-from ..errors import CannotCreateOutputError, Interrupted, NoInputError, QsmappError, UsageError
+from ..errors import CannotCreateOutputError, DataError, Interrupted, NoInputError, QsmappError, UsageError
 from ..interfaces.bids_validator import validate_dataset
 from . import plan as planning
 from .execution import UnitResult, attach_run_log, exit_code_of, make_work_root, run_units, summary_table
@@ -128,7 +128,7 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         _check_segmentation_tools(settings)
     if not options.skip_bids_validation:
         validate_dataset(bids_dir)
-    layout = open_layout(bids_dir)
+    layout = open_layout(bids_dir, skip=unreadable_sidecars(bids_dir))
     units = discover_units(bids_dir, selection, layout=layout)
     needs_phase = "qsm" in settings.outputs
     if needs_phase and not any(u.has_phase for u in units):
@@ -139,12 +139,14 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     infos, failures = [], []
     for unit in units:
         try:
-            infos.append(check_unit(
+            info = check_unit(
                 unit,
                 needs_phase=needs_phase,
                 needs_field_strength=needs_phase,
                 b0_strength_override=settings.b0_strength,
-            ))
+            )
+            _check_memory(info, settings, options)
+            infos.append(info)
         except QsmappError as exc:
             failures.append(UnitResult(unit.name, "failed", 0.0, str(exc), exc.exit_code))
             LOGGER.error("[%s] input check failed: %s", unit.name, exc)
@@ -207,6 +209,32 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         failed = [r.name for r in results if r.status == "failed"]
         LOGGER.error("%d unit(s) failed: %s (details above and in %s/logs/)", len(failed), ", ".join(failed), output_dir)
     return code
+
+
+def _physical_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(info, settings, options) -> None:
+    """Refuse a unit whose header-declared size cannot fit in ``--mem`` (or this machine), before loading.
+
+    The estimate is from the header alone (grid × echoes), so a header that claims an absurd grid is
+    caught here with its file named, not by the operating system killing the run mid-allocation.
+    """
+    needed = planning.estimated_unit_bytes(info, settings)
+    limit = options.mem_gb * 1024**3 if options.mem_gb else _physical_memory_bytes()
+    if limit is None or needed <= limit:
+        return
+    where = f"--mem {options.mem_gb:g}" if options.mem_gb else "the memory of this machine"
+    shape = "x".join(map(str, info.shape))
+    raise DataError(
+        f"{info.unit.name}: {info.unit.files()[0]} declares a {shape} grid with {info.n_echoes} echo(es), which "
+        f"needs about {needed / 1024**3:.1f} GB to process, more than {where} ({limit / 1024**3:.1f} GB)",
+        hint="check the image header's dimensions; for data this large, raise --mem on a machine with more memory",
+    )
 
 
 def _lock_units(infos, output_dir, run_id, locks, failures) -> list:
