@@ -64,7 +64,8 @@ def check_unit(unit: AcquisitionUnit, *, needs_phase: bool, needs_field_strength
         )
     if not unit.has_magnitude:
         notes.append("no magnitude images: masking uses the phase quality only; T2*/R2*/SWI unavailable")
-    for path, image in headers.items():
+    for path, image in headers.items():  # each file on its own first: its message names it alone
+        _check_file_size(path, image)
         _check_geometry(path, image)
     reference_path = unit.files()[0]
     reference = headers[reference_path]
@@ -85,8 +86,6 @@ def check_unit(unit: AcquisitionUnit, *, needs_phase: bool, needs_field_strength
             )
     echo_times = _check_echo_times(unit)
     field_strength = _field_strength(unit, needs_field_strength, b0_strength_override, notes)
-    for path in unit.files():
-        _check_file_size(path, headers[path])
     return UnitInfo(
         unit=unit,
         shape=shape,
@@ -121,6 +120,15 @@ def _load_header(path: Path):
         ) from None
 
 
+def _raw_header(path: Path, header):
+    """The header as stored: nibabel's loader silently "fixes" some fields (zero pixdim → 1)."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as handle:
+            return type(header).from_fileobj(handle, check=False)
+    except Exception:  # the header was read once already; fall back to that reading
+        return header
+
+
 def _check_geometry(path: Path, image) -> None:
     """The voxel-to-world geometry must be usable: finite, non-singular, no zero voxel size.
 
@@ -134,7 +142,7 @@ def _check_geometry(path: Path, image) -> None:
         raise DataError(f"{path} has a non-finite (NaN/inf) {which} affine in its header",
                         hint="the header is corrupt: re-export the image (e.g. with dcm2niix)")
     if int(header.get("sform_code", 0)) == 0 and "pixdim" in header:
-        pixdim = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+        pixdim = np.asarray(_raw_header(path, header)["pixdim"][1:4], dtype=np.float64)
         if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
             raise DataError(f"{path} has voxel sizes (pixdim) {pixdim.tolist()} with no sform to fall back on",
                             hint="a zero voxel size is invalid: re-export the image, or set the voxel sizes "
