@@ -16,6 +16,7 @@ from ..bids.discovery import discover_units, open_layout, unreadable_sidecars
 from ..config import Settings
 from ..config.execution import ExecutionOptions, Selection
 from ..derivatives import DerivativesWriter
+from ..derivatives.atomic import TEMP_MARKER
 from ..derivatives.provenance import write_run_provenance
 from ..errors import CannotCreateOutputError, DataError, Interrupted, NoInputError, QsmappError, UsageError
 from ..interfaces.bids_validator import validate_dataset
@@ -87,7 +88,9 @@ def check_output_ownership(bids_dir: Path, output_dir: Path) -> None:
     if not output_dir.is_dir():
         return
     try:
-        entries = [p.name for p in output_dir.iterdir() if not p.name.startswith(_OWN_PROBES)]
+        # a temporary of a run starting right now (its dataset_description.json on its way) is not content
+        entries = [p.name for p in output_dir.iterdir()
+                   if not p.name.startswith(_OWN_PROBES) and TEMP_MARKER not in p.name]
     except OSError as exc:
         raise CannotCreateOutputError(f"cannot read OUTPUT_DIR {output_dir}: {exc.strerror or exc}",
                                       hint="check its permissions") from None

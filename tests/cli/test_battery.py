@@ -272,3 +272,36 @@ def test_group_skips_a_unit_whose_map_is_truncated(tmp_path, caplog):
         usable = _usable_units(units)
     assert [u.name for u in usable] == ["sub-01", "sub-03"]
     assert str(truncated) in caplog.text and "skipped for the template" in caplog.text
+
+
+def test_validator_failure_text_is_one_clean_line():
+    from bids_app.interfaces.bids_validator import tool_message
+
+    text = ("\x1b[31merror\x1b[39m: Uncaught (in promise) NotFound: No such file\n"
+            "    at Object.readDir (ext:deno_fs/30_fs.js:152:14)\n    at file:///x/main.js:3:9\n")
+    assert tool_message(text) == "error: Uncaught (in promise) NotFound: No such file"
+
+
+# --- 4. disk full during a run -----------------------------------------------------------------------------
+def test_disk_full_is_exit_73_with_the_path_and_a_summary(bids, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from bids_app.derivatives import writer as writer_module
+
+    real_save, calls = writer_module.nib.save, []
+
+    def save(image, filename):
+        calls.append(filename)
+        if len(calls) > 1:  # the first map fits, the second does not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(image, filename)
+
+    monkeypatch.setattr(writer_module.nib, "save", save)
+    out = tmp_path / "out"
+    run(capsys, 73, [bids, out, "participant", *FAST, "--participant-label", "01"], "No space left on device",
+        str(out / "sub-01/anat/sub-01_desc-brain_mask.nii.gz"), "free space")
+    summary = json.loads(next((out / "logs").glob("run-*_summary.json")).read_text())
+    assert summary["units"][0]["exit_code"] == 73
+    for sidecar in out.glob("sub-01/anat/*.json"):
+        assert sidecar.with_name(sidecar.name.replace(".json", ".nii.gz")).is_file(), sidecar
+    assert not (out / "logs/units/sub-01_MEGRE.json").exists()
