@@ -159,9 +159,30 @@ def signal_handlers():
             signal.signal(signum, old)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (children first), from /proc; empty where /proc is unavailable."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = [int(x) for x in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            queue += children
+    return found
+
+
 def _kill_workers(pool) -> None:
-    """Kill the pool's worker processes now and wait (bounded) until they are gone."""
+    """Kill the pool's worker processes (and what they started, e.g. FastSurfer) and wait until they are gone."""
     processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        for pid in _descendants(process.pid) if process.pid else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
     for process in processes:
         try:
             process.kill()
