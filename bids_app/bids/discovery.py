@@ -105,9 +105,19 @@ def unreadable_sidecars(bids_dir) -> dict:
     pybids fails the whole index on the first malformed sidecar; these are found first, left out of
     the index, and charged to the units they belong to (:func:`discover_units`).
     """
+    return scan_dataset(bids_dir)[0]
+
+
+def scan_dataset(bids_dir) -> tuple[dict, dict]:
+    """(unreadable sidecars → reason, unreadable folders → reason) of ``bids_dir``, as pybids indexes it."""
     root = Path(bids_dir)
-    bad = {}
-    for folder, dirs, names in os.walk(root, followlinks=False):
+    bad, folders = {}, {}
+
+    def folder_error(exc: OSError):
+        if exc.filename and Path(exc.filename) != root:
+            folders[Path(exc.filename)] = exc.strerror or str(exc)
+
+    for folder, dirs, names in os.walk(root, followlinks=False, onerror=folder_error):
         here = Path(folder)
         if here == root:
             dirs[:] = [d for d in dirs if d not in _NOT_INDEXED and not d.startswith(".")]
@@ -130,7 +140,35 @@ def unreadable_sidecars(bids_dir) -> dict:
             else:
                 if not isinstance(data, dict):
                     bad[path] = "not a JSON object"
-    return bad
+    return bad, folders
+
+
+def _folder_units(root: Path, folders: dict, known: list, selection: Selection) -> list:
+    """A failed unit per unreadable ``sub-*`` (or ``sub-*/ses-*``) folder: its images cannot even be listed.
+
+    pybids skips such folders silently, so the participant would just be missing from the run.
+    """
+    units = []
+    labels = {strip_prefix(x, "sub") for x in selection.participant_label or []}
+    for folder, reason in sorted(folders.items()):
+        try:
+            parts = folder.relative_to(root).parts
+        except ValueError:
+            continue
+        if not parts or not parts[0].startswith("sub-"):
+            continue
+        entities = {"subject": parts[0][4:]}
+        if len(parts) > 1 and parts[1].startswith("ses-"):
+            entities["session"] = parts[1][4:]
+        if labels and entities["subject"] not in labels:
+            continue
+        if any(u.subject == entities["subject"] for u in known):
+            LOGGER.warning("cannot read %s (%s): the images in it are not processed", folder, reason)
+            continue
+        error = DataError(f"cannot read the folder {folder}: {reason}",
+                          hint="make it readable (and searchable) by the user qsmapp runs as")
+        units.append(AcquisitionUnit(entities=entities, suffix="MEGRE", echoes=[], error=error))
+    return units
 
 
 def open_layout(bids_dir, *, skip=()):
@@ -165,7 +203,7 @@ def discover_units(bids_dir, selection: Selection, *, layout=None) -> list[Acqui
     NoInputError
         The dataset holds no GRE (MEGRE/T2starw) images at all.
     """
-    bad_sidecars = unreadable_sidecars(bids_dir)
+    bad_sidecars, bad_folders = scan_dataset(bids_dir)
     layout = layout or open_layout(bids_dir, skip=bad_sidecars)
     query = _selection_query(layout, selection)
     gre_filter = _merged_filter(selection.bids_filters, _FILTER_KEYS_GRE)
@@ -206,6 +244,7 @@ def discover_units(bids_dir, selection: Selection, *, layout=None) -> list[Acqui
     for unit in units:
         if unit.error is None:
             unit.t1w = _find_t1w(layout, unit, t1w_filter)
+    units += _folder_units(Path(bids_dir), bad_folders, units, selection)
     return sorted(units, key=lambda u: (u.name, u.suffix))
 
 

@@ -305,3 +305,24 @@ def test_disk_full_is_exit_73_with_the_path_and_a_summary(bids, tmp_path, capsys
     for sidecar in out.glob("sub-01/anat/*.json"):
         assert sidecar.with_name(sidecar.name.replace(".json", ".nii.gz")).is_file(), sidecar
     assert not (out / "logs/units/sub-01_MEGRE.json").exists()
+
+
+def test_unreadable_participant_folder_is_that_units_failure(bids, tmp_path, capsys, monkeypatch):
+    """(Simulated: the tests may run as root, who reads any folder.) The folder pybids cannot list."""
+    from bids_app.bids import discovery
+
+    real_walk = os.walk
+
+    def walk(top, **kwargs):
+        for folder, dirs, names in real_walk(top, **kwargs):
+            if Path(folder).name == "sub-03":
+                kwargs["onerror"](PermissionError(13, "Permission denied", folder))
+                dirs[:] = []
+                continue
+            yield folder, dirs, names
+
+    (bids / "sub-03" / "anat").mkdir(parents=True)
+    monkeypatch.setattr(discovery.os, "walk", walk)
+    captured = run(capsys, 65, [bids, tmp_path / "out", "participant", "--skip-bids-validation", "--dry-run"],
+                   f"cannot read the folder {bids / 'sub-03'}: Permission denied")
+    assert "== sub-01" in captured.out and "== sub-02" in captured.out and "!! sub-03" in captured.out
