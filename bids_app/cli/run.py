@@ -21,14 +21,24 @@ _NON_SETTINGS = {*_GROUP_FIELDS, "bids_dir", "output_dir", "analysis_level", "pa
                  "acquisition_label", "run_label", "bids_filter_file", "config_file", *_EXECUTION_FIELDS}
 
 
-def resolve_settings(namespace) -> Settings:
+def _typed_spelling(argv):
+    """Name a setting as the user typed it: ``--two_pass`` when that alias was given, else ``--two-pass``."""
+    tokens = {str(a).split("=", 1)[0] for a in (argv or [])}
+
+    def spelling(name: str) -> str:
+        underscore = f"--{name}"
+        return underscore if underscore in tokens and "_" in name else cli_spelling(name)
+    return spelling
+
+
+def resolve_settings(namespace, argv=None) -> Settings:
     """premade → --config-file → explicit command-line options (later wins)."""
     given = {k: v for k, v in vars(namespace).items() if k not in _NON_SETTINGS}
     from_file = load_settings_file(namespace.config_file) if namespace.config_file else {}
     premade = given.get("premade") or from_file.get("premade") or "default"
     settings = premade_settings(premade)
     settings = settings.replace(**{k: v for k, v in from_file.items() if k != "premade"})
-    given = coerce_values(given, spelling=cli_spelling)  # before anything runs: 64 naming the option
+    given = coerce_values(given, spelling=_typed_spelling(argv))  # before anything runs: 64 naming the option
     settings = settings.replace(**{k: v for k, v in given.items() if k != "premade"})
     if "threshold_value" in given and "threshold_algorithm" not in given:
         LOGGER.debug("fixed --threshold-value given: the automatic threshold algorithm is not used")
@@ -57,7 +67,7 @@ def _run(namespace, argv, log_level) -> int:
             raise UnknownLevelError(
                 f"unknown analysis level {namespace.analysis_level!r}", hint="use 'participant' or 'group'"
             )
-        settings = resolve_settings(namespace)
+        settings = resolve_settings(namespace, sys.argv[1:] if argv is None else argv)
         selection = Selection(
             participant_label=namespace.participant_label,
             session_label=namespace.session_label,

@@ -326,3 +326,7 @@ def test_unreadable_participant_folder_is_that_units_failure(bids, tmp_path, cap
     captured = run(capsys, 65, [bids, tmp_path / "out", "participant", "--skip-bids-validation", "--dry-run"],
                    f"cannot read the folder {bids / 'sub-03'}: Permission denied")
     assert "== sub-01" in captured.out and "== sub-02" in captured.out and "!! sub-03" in captured.out
+
+
+def test_option_named_in_the_users_spelling(bids, tmp_path, capsys):
+    run(capsys, 64, [bids, tmp_path / "out", "participant", *FAST, "--rts_max_iter", "0"], "--rts_max_iter: 0")
