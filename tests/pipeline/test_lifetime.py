@@ -111,12 +111,13 @@ def test_kill_9_of_the_parent_leaves_no_worker_and_no_late_record(bids, tmp_path
     assert not [p for p in Path(tempfile.gettempdir()).glob(f"qsmapp-*-{process.pid}-*")]
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_all_units_cleans_up_and_writes_the_summary(bids, tmp_path, signum, code):
+@pytest.mark.parametrize("signum, code, n_procs", [(signal.SIGTERM, 143, 2), (signal.SIGINT, 130, 2),
+                                                   (signal.SIGTERM, 143, 1)])
+def test_signal_stops_all_units_cleans_up_and_writes_the_summary(bids, tmp_path, signum, code, n_procs):
     out = tmp_path / "out"
-    process = _start(bids, out, "--n-procs", "2")
+    process = _start(bids, out, "--n-procs", n_procs)
     try:
-        assert _wait_for(_units_started(out)), "the units never started"
+        assert _wait_for(_units_started(out, ("sub-01", "sub-02")[:n_procs])), "the units never started"
         workers = _children(process.pid)
         os.kill(process.pid, signum)
         output, _ = process.communicate(timeout=60)
