@@ -301,5 +301,5 @@ def _write_reports(output_dir, subjects) -> None:
     for subject in sorted(subjects):
         try:
             write_subject_report(output_dir, subject)
-        except OSError as exc:  # a report must never turn a good run into a failed one
+        except (OSError, CannotCreateOutputError) as exc:  # a report must never turn a good run into a failed one
             LOGGER.warning("could not write the report of sub-%s: %s", subject, exc)
