@@ -239,6 +239,24 @@ def test_unreadable_image_says_permission_denied(bids, tmp_path, capsys):
         path.chmod(0o644)
 
 
+def test_permission_error_is_named_as_such(bids, tmp_path, capsys, monkeypatch):
+    """The same as above wherever the tests run (root included): the loader is made to refuse one file."""
+    from bids_app.bids import checks
+
+    target = bids / "sub-02/anat/sub-02_echo-1_part-phase_MEGRE.nii.gz"
+    real_load = checks.nib.load
+
+    def load(filename, *args, **kwargs):
+        if Path(filename) == target:
+            raise PermissionError(13, "Permission denied", str(filename))
+        return real_load(filename, *args, **kwargs)
+
+    monkeypatch.setattr(checks.nib, "load", load)
+    err = run(capsys, 65, [bids, tmp_path / "out", "participant", *FAST, "--dry-run"],
+              f"cannot read {target}: permission denied", "readable by the user").err
+    assert "corrupt or truncated" not in err
+
+
 # --- 12. provenance of symlinked inputs ------------------------------------------------------------------
 def test_symlinked_inputs_keep_bids_uris(tmp_path):
     from bids_app.derivatives.writer import DerivativesWriter
