@@ -106,7 +106,9 @@ def check_output_ownership(bids_dir: Path, output_dir: Path) -> None:
         data = json.loads(description.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         raise UsageError(refuse.format(f"{description.name} cannot be read as JSON"), hint=hint) from None
-    generated = data.get("GeneratedBy") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise UsageError(refuse.format(f"{description.name} is not a JSON object"), hint=hint)
+    generated = data.get("GeneratedBy")
     names = [g.get("Name") for g in generated if isinstance(g, dict)] if isinstance(generated, list) else []
     if data.get("DatasetType") != "derivative" or "qsmapp" not in names:
         found = ", ".join(str(n) for n in names if n) or "no GeneratedBy"
