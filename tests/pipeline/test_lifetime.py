@@ -199,6 +199,9 @@ def test_rerun_with_other_settings_replaces_the_output_set(bids, tmp_path):
     assert not any("fieldmap" in n for n in names)  # not left beside a set it does not belong to
     record = json.loads((out / "logs/units/sub-01_MEGRE.json").read_text())
     assert {Path(p).name for p in record["outputs"]} >= {n for n in names if n.endswith((".nii.gz", ".json"))}
+    # the unit log of both runs: every line says which process wrote it
+    lines = (out / "logs/units/sub-01.log").read_text().splitlines()
+    assert lines and all(f"[pid {os.getpid()}]" in line for line in lines)
 
 
 def test_lock_file_names_its_owner(tmp_path):
