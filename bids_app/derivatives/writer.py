@@ -35,6 +35,8 @@ BIDSIGNORE = [
     "*_fieldmap.json",
     "*_quality.nii.gz",
     "*_quality.json",
+    "*_iqms.tsv",
+    "*_iqms.json",
     "*.html",
     "figures/",
     "sub-*/figures",

@@ -129,9 +129,9 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         LOGGER.removeHandler(run_log)
         run_log.close()
     results = failures + results
-    _write_reports(output_dir, {info.unit.subject for info in infos})
     write_run_provenance(output_dir, run_id=run_id, settings=settings, command=command, results=results,
                          citations=planning.citation_keys(settings, results))
+    _write_reports(output_dir, {info.unit.subject for info in infos})  # after the summary: lists failed units
     table = summary_table(results)
     print(table, file=os.sys.stderr)
     code = exit_code_of(results)

@@ -99,6 +99,7 @@ def _process(task, writer, progress) -> list:
         if segmentation is not None:
             written += segmentation.written
             qc["labels"] = segmentation.labels
+            qc["lookup"] = segmentation.lookup
     if "qsm" in outputs_requested:
         written += _qsm_outputs(task, writer, data, progress, qc, segmentation)
     if outputs_requested & {"swi", "t2s", "r2s"}:
@@ -116,6 +117,8 @@ def _process(task, writer, progress) -> list:
         written += roistats_outputs(task, writer, segmentation, maps, qc["mask"], progress)
     with progress.step("QC figures"):
         written += _qc_figures(task, writer, data, qc)
+    with progress.step("quality metrics"):
+        written += _quality_metrics(task, writer, data, qc, progress)
     return written
 
 
@@ -125,9 +128,31 @@ def _qc_figures(task, writer, data, qc) -> list:
     info = task.info
     magnitude = None if data.magnitude is None else data.magnitude[..., 0]
     figures_dir = writer.root / f"sub-{info.unit.subject}" / "figures"
-    return render_unit_figures(figures_dir, info.unit.name, voxel_size=info.voxel_size, chi=qc.get("chi"),
-                               mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"), r2star=qc.get("r2star"),
-                               labels=qc.get("labels"))
+    return render_unit_figures(figures_dir, info.unit.name, affine=info.affine, voxel_size=info.voxel_size,
+                               chi=qc.get("chi"), mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"),
+                               r2star=qc.get("r2star"), labels=qc.get("labels"), local_field=qc.get("local_field"),
+                               quality=qc.get("quality"), field_strength=info.field_strength,
+                               swi_mip_slab=task.settings.swi_mip_slab)
+
+
+def _quality_metrics(task, writer, data, qc, progress) -> list:
+    """IQMs of the maps in ``qc`` (pure functions of :mod:`bids_app.reports.iqm`), written as TSV + JSON."""
+    import resource
+
+    from ..reports.iqm import unit_iqms
+    from ..reports.iqm_io import write_iqms
+
+    info = task.info
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    values, rois = unit_iqms(voxel_size=info.voxel_size, b0_dir=info.b0_dir, echo_times=info.echo_times,
+                             field_strength=info.field_strength, obliquity=info.obliquity, magnitude=data.magnitude,
+                             mask=qc.get("mask"), chi=qc.get("chi"), local_field=qc.get("local_field"),
+                             quality=qc.get("quality"), r2star=qc.get("r2star"), labels=qc.get("labels"),
+                             lookup=qc.get("lookup"), timings=progress.timings, peak_memory_mb=peak_mb)
+    written, flagged = write_iqms(writer, info.unit, values, rois)
+    for row in flagged:
+        progress.warning("QC: %s = %s (%s)", row["label"], row["value"], row["rule"])
+    return written
 
 
 def _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters) -> list:
@@ -179,7 +204,7 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
                              nextqsm_weights=task.nextqsm_weights, device=task.device)
     except ValueError as exc:  # algorithm input checks: bad data for this unit
         raise DataError(f"{info.unit.name}: {exc}") from None
-    qc.update(chi=result.chi, mask=result.mask)
+    qc.update(chi=result.chi, mask=result.mask, local_field=result.local_field_ppm, quality=result.quality)
     sidecar = base_sidecar(task, writer)
     qsm_parameters = {
         "Units": "ppm",
