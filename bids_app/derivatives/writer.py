@@ -41,7 +41,7 @@ BIDSIGNORE = [
     "figures/",
     "sub-*/figures",
     "logs/",
-    "group/",
+    "group",  # bids-validator 3.0.2 clears /group/ with this pattern only (not with "group/")
 ]
 
 
