@@ -102,6 +102,7 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
             results.append(UnitResult("template", "ok", time.perf_counter() - start, outputs=written, notes=notes))
             code = EXIT_OK
         _write_readme(group_dir)
+        _write_group_report(output_dir)
         LOGGER.info("group level done: %d table file(s), template %s; outputs in %s (see its README)",
                     len(tables), f"from {len(usable)} unit(s)" if code == EXIT_OK else "not built", group_dir)
     except BaseException:
@@ -456,3 +457,13 @@ input dataset). The run log, settings and citations are in ../logs/run-group-*.
 
 def _write_readme(group_dir: Path) -> None:
     atomic_write_text(group_dir / "README", _README)
+
+
+def _write_group_report(output_dir: Path) -> None:
+    from ..reports.group_report import write_group_report
+
+    try:
+        path = write_group_report(output_dir)
+        LOGGER.info("group QC report: %s", path)
+    except OSError as exc:  # a report must never turn a good run into a failed one
+        LOGGER.warning("could not write the group report: %s", exc)

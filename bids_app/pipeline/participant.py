@@ -115,6 +115,12 @@ def _process(task, writer, progress) -> list:
         if "r2star" in qc and "t2s" in outputs_requested:
             maps["t2s"] = np.where(qc["r2star"] > 0, 1.0 / np.maximum(qc["r2star"], 1e-12), 0.0)
         written += roistats_outputs(task, writer, segmentation, maps, qc["mask"], progress)
+    if "chi" in qc and qc.get("quality") is None and data.phase is not None:  # masking did not need it
+        from ..algorithms.unwrap import romeo_quality
+
+        with progress.step("phase quality (QC)"):
+            magnitude = None if data.magnitude is None else data.magnitude[..., 0]
+            qc["quality"] = romeo_quality(data.phase[..., 0], magnitude=magnitude)
     with progress.step("QC figures"):
         written += _qc_figures(task, writer, data, qc)
     with progress.step("quality metrics"):
