@@ -115,7 +115,13 @@ def _colourise(tiles, cmap, vmin, vmax):
 
     lut = (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
     span = max(float(vmax) - float(vmin), 1e-12)
-    return [[lut[np.clip(((t - vmin) / span * 255), 0, 255).astype(np.uint8)] for t in row] for row in tiles]
+    lut = np.vstack([lut, np.zeros((1, 3), np.uint8)])  # index 256: NaN (outside the mask) is black
+
+    def colour(t):
+        index = np.clip(((np.nan_to_num(t, nan=vmin) - vmin) / span * 255), 0, 255).astype(np.int16)
+        return lut[np.where(np.isnan(t), 256, index)]
+
+    return [[colour(t) for t in row] for row in tiles]
 
 
 def _letters(image: np.ndarray, layout: Layout, rgba=False):
@@ -263,7 +269,7 @@ def render_reportlets(figures_dir, unit_name, *, affine, voxel_size, chi=None, m
         made.append(Reportlet("localfield", "Local field", f"tissue field after background removal in ppb, "
                               f"−{width:.0f} (blue) to +{width:.0f} (red): smooth large-scale shading here is a "
                               "background field left in (see the residual smooth field IQM).",
-                              save("localfield", _grey(layout, np.where(inside, lf, 0), -width, width,
+                              save("localfield", _grey(layout, np.where(inside, lf, np.nan), -width, width,
                                                        cmap="RdBu_r")), outline_path, "mask outline"))
     if quality is not None:
         q = ras(quality).astype(np.float32)

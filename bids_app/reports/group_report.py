@@ -17,6 +17,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from ..derivatives.atomic import atomic_write_text
 from .iqm import METRICS, flag_of
 from .qc import STYLE, failed_units
@@ -70,7 +72,7 @@ def _median(data):
     return 0.5 * (data[(n - 1) // 2] + data[n // 2])
 
 
-def _strip_svg(points, *, low=None, high=None, width=520, height=46, units="") -> str:
+def _strip_svg(points, *, low=None, high=None, width=520, height=46, units="", box=False) -> str:
     """Strip plot: points = [(unit, value, flagged)]; the rule's acceptable band shaded green."""
     values = [v for _, v, _ in points if v is not None]
     if not values:
@@ -89,6 +91,12 @@ def _strip_svg(points, *, low=None, high=None, width=520, height=46, units="") -
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
              f'<line x1="10" y1="24" x2="{width - 10}" y2="24" stroke="#999"/>']
+    if box and len(values) >= 3:
+        ordered = sorted(values)
+        q1, q2, q3 = (float(np.percentile(ordered, q)) for q in (25, 50, 75))
+        parts.append(f'<rect x="{x(q1):.1f}" y="15" width="{max(x(q3) - x(q1), 1):.1f}" height="18" fill="none" '
+                     f'stroke="#789"/><line x1="{x(q2):.1f}" y1="15" x2="{x(q2):.1f}" y2="33" stroke="#345" '
+                     'stroke-width="2"/>')
     if low is not None or high is not None:
         a, b = x(low if low is not None else lo), x(high if high is not None else hi)
         parts.append(f'<rect x="{a:.1f}" y="14" width="{max(b - a, 1):.1f}" height="20" fill="#dfd" />')
@@ -138,10 +146,10 @@ def _roi_section(group_dir: Path, kind: str, title: str, units: str) -> str:
             by_roi.setdefault(row["name"], []).append((unit, value))
     lines = [f"<h2 id='roi-{_e(kind)}'>{_e(title)} per ROI ({_e(units)})</h2>",
              "<p class='small'>Each dot is a unit's ROI mean (link to its page); red: more than 3.5 robust SDs from "
-             "the median (with ≥ 5 units). Box: interquartile range, line: median.</p><table>"]
+             "the median (with ≥ 5 units). Box (3 units or more): interquartile range, line: median.</p><table>"]
     for name, points in sorted(by_roi.items()):
         outliers = robust_outliers(dict(points))
-        svg = _strip_svg([(u, v, u in outliers) for u, v in points], units=units)
+        svg = _strip_svg([(u, v, u in outliers) for u, v in points], units=units, box=True)
         values = sorted(v for _, v in points)
         median = _median(values)
         lines.append(f"<tr><td>{_e(name)}</td><td>{svg}</td><td>median {median:.4g}, n = {len(values)}</td></tr>")

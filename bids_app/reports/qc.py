@@ -177,9 +177,10 @@ def methods_text(chimap: dict, *, r2s: dict | None = None, dseg: dict | None = N
                          f"consensus recommendations {cite('consensus')}.")
         mask = str(chimap.get("MaskingAlgorithm") or "")
         if mask == "threshold":
-            what = ("the ROMEO phase-quality map" if chimap.get("MaskingInput", "phase") == "phase"
-                    else "the magnitude")
-            mask_text = (f"thresholding {what} (Otsu {cite('otsu')}; thresholds {chimap.get('Thresholds')}), "
+            source = str(chimap.get("MaskingInput", "romeo phase quality"))
+            what = f"the {source.replace('romeo', 'ROMEO')}"
+            thresholds = ", ".join(f"{float(t):.3g}" for t in chimap.get("Thresholds") or [])
+            mask_text = (f"thresholding {what} (Otsu {cite('otsu')}; thresholds {thresholds}), "
                          f"hole filling ({chimap.get('FillingAlgorithm')}) and erosions "
                          f"({chimap.get('MaskErosions')} voxels per pass)")
         elif mask == "bet":
