@@ -108,10 +108,15 @@ class DerivativesWriter:
         return relative if not relative.startswith("/") else raw.as_uri()
 
     def source_uri(self, path) -> str:
-        """BIDS URI of an input file: ``bids:raw:sub-01/anat/...``."""
+        """BIDS URI of an input file, ``bids:raw:sub-01/anat/...``, or of a file of this dataset,
+        ``bids::sub-01/anat/...`` (one convention at every level); an absolute ``file:`` URI otherwise."""
         path = Path(path)
+        try:
+            return "bids::" + path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            pass
         if self.bids_dir is None:
-            return str(path)
+            return path.resolve().as_uri()
         try:
             relative = path.resolve().relative_to(self.bids_dir.resolve())
         except ValueError:

@@ -112,7 +112,9 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
         if remove_work:
             shutil.rmtree(work_root, ignore_errors=True)
         write_run_provenance(output_dir, run_id=run_id, settings=settings, command=list(command or []),
-                             results=results, citations=["ants", "syn", "template"] if code == EXIT_OK else [])
+                             results=results, citations=["ants", "syn", "template"] if code == EXIT_OK else [],
+                             extra_settings={"template_iterations": int(group.template_iterations),
+                                             "group_mni": bool(group.group_mni)})
         LOGGER.removeHandler(handler)
         handler.close()
     return code

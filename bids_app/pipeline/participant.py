@@ -197,9 +197,10 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
     from .qsm import reconstruct
 
     info, settings = task.info, task.settings
-    existing = None
+    existing = existing_path = None
     if settings.use_existing_masks:
         path = find_existing_mask(task.bids_dir, info.unit, settings.existing_masks_pipeline)
+        existing_path = path
         if path is not None:
             progress.info("using existing mask %s", path)
             existing = load_existing_mask(path, info.shape, info.affine)
@@ -238,7 +239,9 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
         mask_path = writer.path(info.unit, "mask", desc="brain")
         written.append(writer.save_nifti(mask_path, result.mask, info.affine, dtype=np.uint8,
                                          sidecar={"Sources": sidecar["Sources"], "Type": "Brain",
-                                                  **result.parameters}))
+                                                  **result.parameters,
+                                                  **({"ExistingMask": writer.source_uri(existing_path)}
+                                                     if existing is not None else {})}))
         written += _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters)
     for path in list(written):
         written.append(path.with_name(path.name.replace(".nii.gz", ".json")))
