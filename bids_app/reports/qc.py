@@ -235,7 +235,10 @@ def _summary_box(unit, record, chimap, iqm_rows, notes) -> str:
     sources = chimap.get("Sources", [])
     settings = [("premade", chimap.get("Premade")), ("masking", chimap.get("MaskingAlgorithm") or
                                                      chimap.get("MaskSource")),
-                ("unwrapping", chimap.get("UnwrappingAlgorithm")), ("background", chimap.get("BackgroundFieldRemoval")),
+                ("unwrapping", chimap.get("UnwrappingAlgorithm")), ("echoes combined", chimap.get("CombinePhase")),
+                ("bipolar correction", chimap.get("BipolarCorrection")),
+                ("background", chimap.get("BackgroundFieldRemoval")),
+                ("local-field detrend", chimap.get("LocalFieldDetrend")),
                 ("inversion", chimap.get("EstimationAlgorithm")), ("two-pass", chimap.get("TwoPass")),
                 ("reference", chimap.get("QSMReferenceUsed")), ("B0 direction (voxel)", chimap.get("B0Direction")),
                 ("obliquity (°)", chimap.get("Obliquity")), ("field strength (T)", chimap.get("MagneticFieldStrength"))]
