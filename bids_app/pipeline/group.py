@@ -14,6 +14,7 @@ under ``OUTPUT_DIR/logs/``::
     group/sub-<l>[/ses-<s>]/<unit>_space-study_<suffix>.nii.gz  maps of each unit in template space
     group/sub-<l>[/ses-<s>]/<unit>_from-GRE_to-study_mode-image_xfm.{mat,nii.gz} and from-study_to-GRE
     group/desc-<kind>_roistats_long.tsv, _wide.tsv (+ .json), desc-<kind>_roistats_boxplot.{png,svg}
+    group/group.html                                            group QC report (IQMs, ROIs, NCC per unit)
 
 Exit codes: 0; 66 (``NoInputError``) when OUTPUT_DIR holds no participant outputs (raised), or fewer than
 two units are usable for the template (returned, after the tables are written).
@@ -451,6 +452,8 @@ sub-<l>[/ses-<s>]/                        per unit: <unit>_space-study_<map>.nii
 desc-<kind>_roistats_long.tsv             ROI statistics of every unit (kind: qsm, r2s, t2s), one row per label
 desc-<kind>_roistats_wide.tsv             mean per ROI (columns) and unit (rows)
 desc-<kind>_roistats_boxplot.png/.svg     distribution of the ROI means across units
+group.html                                QC report: every unit's status and flagged IQMs, IQM and ROI
+                                          distributions with outliers linked to the participant pages
 
 JSON sidecars describe every image and table (Sources are BIDS URIs: bids:: = this dataset, bids:raw: = the
 input dataset). The run log, settings and citations are in ../logs/run-group-*.

@@ -1,4 +1,5 @@
-"""The group QC report ``OUTPUT_DIR/group.html``: every unit with its status, IQM distributions with outliers
+"""The group QC report ``OUTPUT_DIR/group/group.html`` (inside group/: the group level writes nothing else
+outside it but logs): every unit with its status, IQM distributions with outliers
 flagged and linked to the participant pages, ROI distributions of QSM and R2*, and the template quality.
 
 Self-contained: hand-written inline SVG strip plots (a dot per unit, a link to its page), no scripts from
@@ -50,8 +51,9 @@ def _number(text):
 
 
 def _page(unit: str) -> str:
+    """Link from group/group.html to the unit's section of its subject's page."""
     subject = unit.split("_")[0]
-    return f"{subject}.html#{unit}"
+    return f"../{subject}.html#{unit}"
 
 
 def robust_outliers(values: dict) -> set:
@@ -158,7 +160,7 @@ def _roi_section(group_dir: Path, kind: str, title: str, units: str) -> str:
 
 
 def write_group_report(output_dir) -> Path:
-    """(Re)build ``OUTPUT_DIR/group.html``."""
+    """(Re)build ``OUTPUT_DIR/group/group.html``."""
     root = Path(output_dir)
     group_dir = root / "group"
     records = _records(root)
@@ -223,10 +225,10 @@ def write_group_report(output_dir) -> Path:
         "</style></head><body><h1>qsmapp group report</h1>"
         f"<p>{len(records)} unit(s) processed, {n_warn} with IQM warnings, "
         f"{sum(1 for u in failed if u not in iqms)} failed. Participant pages: "
-        + " ".join(f'<a href="sub-{_e(s)}.html">sub-{_e(s)}</a>' for s in subjects) + "</p>"
+        + " ".join(f'<a href="../sub-{_e(s)}.html">sub-{_e(s)}</a>' for s in subjects) + "</p>"
         + "<nav><a href='#units'>units</a><a href='#iqms'>IQMs</a><a href='#roi-qsm'>QSM ROIs</a>"
           "<a href='#roi-r2s'>R2* ROIs</a><a href='#template'>template</a></nav>"
         + "<h2>Units</h2>" + table + "".join(iqm_lines)
         + _roi_section(group_dir, "qsm", "QSM (χ)", "ppm") + _roi_section(group_dir, "r2s", "R2*", "1/s")
         + "</body></html>\n")
-    return atomic_write_text(root / "group.html", page)
+    return atomic_write_text(group_dir / "group.html", page)

@@ -48,11 +48,11 @@ def test_participant_pages_in_chromium(scenario, chromium):
 
 
 def test_group_page_in_chromium(scenario, chromium):
-    page = scenario["out"] / "group.html"
+    page = scenario["out"] / "group" / "group.html"
     result = probe_page(chromium, page)
     assert result["problems"] == []
     assert {row[0] for row in result["tables"]["units"]} == set(UNITS)
-    assert any(link == "sub-02.html#sub-02" for link in result["links"])
+    assert any(link == "../sub-02.html#sub-02" for link in result["links"])
     _check_links(page, result["links"])
     screenshot(chromium, page, artifacts_dir() / "report-group.png", height=2200)
 

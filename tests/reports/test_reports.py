@@ -108,16 +108,16 @@ def test_failed_units_are_listed(tmp_path):
 
 def test_group_page_flags_the_broken_units_and_links_to_them(scenario):
     out = scenario["out"]
-    parsed = _parse(out / "group.html")
+    parsed = _parse(out / "group" / "group.html")
     status = {r["attrs"]["data-unit"]: r["cells"][1] for r in parsed.rows["units"]}
     assert status == {"sub-01": "ok", "sub-02": "warning", "sub-03": "warning", "sub-04": "warning"}
-    text = (out / "group.html").read_text()
+    text = (out / "group" / "group.html").read_text()
     for unit, expected in EXPECTED.items():
         for metric in expected:
             row = text[text.index(f"data-metric='{metric}'"):]
             row = row[:row.index("</tr>")]
-            assert f'href="{unit}.html#{unit}" class="outlier-link"' in row, (unit, metric)
-    assert 'href="sub-01.html#sub-01" class="outlier-link"' not in text
+            assert f'href="../{unit}.html#{unit}" class="outlier-link"' in row, (unit, metric)
+    assert 'href="../sub-01.html#sub-01" class="outlier-link"' not in text
     assert "id='roi-qsm'" in text and "id='roi-r2s'" in text and "id='template'" in text
 
 
