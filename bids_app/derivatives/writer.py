@@ -35,11 +35,13 @@ BIDSIGNORE = [
     "*_fieldmap.json",
     "*_quality.nii.gz",
     "*_quality.json",
+    "*_iqms.tsv",
+    "*_iqms.json",
     "*.html",
     "figures/",
     "sub-*/figures",
     "logs/",
-    "group/",
+    "group",  # bids-validator 3.0.2 clears /group/ with this pattern only (not with "group/")
 ]
 
 
@@ -106,10 +108,15 @@ class DerivativesWriter:
         return relative if not relative.startswith("/") else raw.as_uri()
 
     def source_uri(self, path) -> str:
-        """BIDS URI of an input file: ``bids:raw:sub-01/anat/...``."""
+        """BIDS URI of an input file, ``bids:raw:sub-01/anat/...``, or of a file of this dataset,
+        ``bids::sub-01/anat/...`` (one convention at every level); an absolute ``file:`` URI otherwise."""
         path = Path(path)
+        try:
+            return "bids::" + path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            pass
         if self.bids_dir is None:
-            return str(path)
+            return path.resolve().as_uri()
         # The path as found in the dataset first: a symlinked file (DataLad/git-annex) resolves into
         # the annex, which is not its BIDS name; resolving is only the fallback (a symlinked BIDS_DIR).
         for candidate, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(self.bids_dir))),

@@ -196,7 +196,8 @@ def _register_all(names, inputs, target_path, stage_dir, kind, *, n_procs, threa
     tasks = [_RegistrationTask(name=name, fixed=str(target_path), moving=str(inputs[name]),
                                out_prefix=str(stage_dir / f"{name}_"), kind=kind,
                                warped=str(stage_dir / f"{name}_warped.nii.gz")) for name in names]
-    results = run_units(_register_task, tasks, n_procs=n_procs, threads=threads, log_level=log_level)
+    results = run_units(_register_task, tasks, n_procs=n_procs, threads=threads, log_level=log_level,
+                        what=f"{kind} registration to the template")
     registrations, warped, failed = {}, {}, {}
     for task, result in zip(tasks, results):
         if result.status != "ok":

@@ -34,8 +34,9 @@ def validator_executable() -> str | None:
     return shutil.which("bids-validator-deno")
 
 
-def run_validator(bids_dir) -> dict:
-    """Run the validator and return its JSON report (``issues`` list)."""
+def run_validator(bids_dir, *options: str) -> dict:
+    """Run the validator and return its JSON report (``issues`` list); ``options`` are passed on
+    (e.g. ``"--datasetTypes", "derivative"`` or ``"-r"``)."""
     executable = validator_executable()
     if executable is None:
         raise ValidationError(
@@ -44,7 +45,7 @@ def run_validator(bids_dir) -> dict:
         )
     try:
         process = subprocess.run(
-            [executable, "--format", "json", "--ignoreWarnings", str(bids_dir)],
+            [executable, "--format", "json", "--ignoreWarnings", *options, str(bids_dir)],
             capture_output=True, text=True, timeout=_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
@@ -59,9 +60,15 @@ def run_validator(bids_dir) -> dict:
         ) from None
 
 
-def errors_of(report: dict) -> list:
+def errors_of(report: dict, *, nested: bool = False) -> list:
+    """Errors of the report; with ``nested``, also those of the datasets that ``-r`` validated under
+    ``derivatives/`` (each with a ``dataset`` key)."""
     issues = report.get("issues", {}).get("issues", [])
-    return [i for i in issues if str(i.get("severity", "")).lower() == "error"]
+    errors = [i for i in issues if str(i.get("severity", "")).lower() == "error"]
+    if nested:
+        for dataset, summary in report.get("derivativesSummary", {}).items():
+            errors += [{**e, "dataset": dataset} for e in errors_of(summary)]
+    return errors
 
 
 def validate_dataset(bids_dir) -> None:

@@ -207,11 +207,13 @@ def _interrupted(tasks, results: dict, exc: Interrupted) -> Interrupted:
 
 
 def run_units(function, tasks, *, n_procs=1, threads=1, stop_on_first_crash=False,
-              log_level=logging.INFO, on_result=None) -> list:
+              log_level=logging.INFO, on_result=None, what: str = "") -> list:
     """Run ``function`` on every task; results in task order.
 
     ``on_result(task, result)`` is called in this (the main) process as each result arrives, e.g. to
-    write the completion record; an error it raises turns the result into a failure.
+    write the completion record; an error it raises turns the result into a failure. ``what`` names
+    the work in the log lines ("registration to the template": ``[sub-01] registration to the
+    template finished in 9.1 s``).
 
     Raises
     ------
@@ -228,7 +230,7 @@ def run_units(function, tasks, *, n_procs=1, threads=1, stop_on_first_crash=Fals
                 on_result(tasks[index], result)
             except QsmappError as exc:
                 result = UnitResult(result.name, "failed", result.seconds, str(exc), exc.exit_code)
-        _log_result(result)
+        _log_result(result, what)
         results[index] = result
         return result
 
@@ -269,7 +271,7 @@ def run_units(function, tasks, *, n_procs=1, threads=1, stop_on_first_crash=Fals
     return [results[i] for i in sorted(results)]
 
 
-def _log_result(result: UnitResult):
+def _log_result(result: UnitResult, what: str = ""):
     if result.status == "failed":
         LOGGER.error("[%s] FAILED: %s", result.name, result.message)
         LOGGER.debug("[%s] %s", result.name, result.traceback)
@@ -278,7 +280,7 @@ def _log_result(result: UnitResult):
     elif result.status == "skipped":
         LOGGER.info("[%s] complete already (same settings): skipped; use --no-resume to redo", result.name)
     else:
-        LOGGER.info("[%s] finished in %.1f s", result.name, result.seconds)
+        LOGGER.info("[%s] %sfinished in %.1f s", result.name, f"{what} " if what else "", result.seconds)
 
 
 def summary_table(results) -> str:
@@ -288,7 +290,9 @@ def summary_table(results) -> str:
         lines.append(f"{r.name:<{width}}  {r.status:<11} {r.seconds:>7.1f}s  {r.message}")
     failed = sum(r.status == "failed" for r in results)
     interrupted = sum(r.status == "interrupted" for r in results)
-    lines.append(f"{len(results)} unit(s): {len(results) - failed - interrupted} ok, {failed} failed"
+    skipped = sum(r.status == "skipped" for r in results)
+    lines.append(f"{len(results)} unit(s): {len(results) - failed - interrupted - skipped} ok"
+                 + (f", {skipped} skipped (complete already)" if skipped else "") + f", {failed} failed"
                  + (f", {interrupted} interrupted" if interrupted else ""))
     return "\n".join(lines)
 

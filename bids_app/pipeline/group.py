@@ -14,6 +14,7 @@ under ``OUTPUT_DIR/logs/``::
     group/sub-<l>[/ses-<s>]/<unit>_space-study_<suffix>.nii.gz  maps of each unit in template space
     group/sub-<l>[/ses-<s>]/<unit>_from-GRE_to-study_mode-image_xfm.{mat,nii.gz} and from-study_to-GRE
     group/desc-<kind>_roistats_long.tsv, _wide.tsv (+ .json), desc-<kind>_roistats_boxplot.{png,svg}
+    group/group.html                                            group QC report (IQMs, ROIs, NCC per unit)
 
 Exit codes: 0; 66 (``NoInputError``) when OUTPUT_DIR holds no participant outputs (raised), or fewer than
 two units are usable for the template (returned, after the tables are written).
@@ -102,6 +103,7 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
             results.append(UnitResult("template", "ok", time.perf_counter() - start, outputs=written, notes=notes))
             code = EXIT_OK
         _write_readme(group_dir)
+        _write_group_report(output_dir)
         LOGGER.info("group level done: %d table file(s), template %s; outputs in %s (see its README)",
                     len(tables), f"from {len(usable)} unit(s)" if code == EXIT_OK else "not built", group_dir)
     except BaseException:
@@ -111,7 +113,9 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
         if remove_work:
             shutil.rmtree(work_root, ignore_errors=True)
         write_run_provenance(output_dir, run_id=run_id, settings=settings, command=list(command or []),
-                             results=results, citations=["ants", "syn", "template"] if code == EXIT_OK else [])
+                             results=results, citations=["ants", "syn", "template"] if code == EXIT_OK else [],
+                             extra_settings={"template_iterations": int(group.template_iterations),
+                                             "group_mni": bool(group.group_mni)})
         LOGGER.removeHandler(handler)
         handler.close()
     return code
@@ -473,6 +477,8 @@ sub-<l>[/ses-<s>]/                        per unit: <unit>_space-study_<map>.nii
 desc-<kind>_roistats_long.tsv             ROI statistics of every unit (kind: qsm, r2s, t2s), one row per label
 desc-<kind>_roistats_wide.tsv             mean per ROI (columns) and unit (rows)
 desc-<kind>_roistats_boxplot.png/.svg     distribution of the ROI means across units
+group.html                                QC report: every unit's status and flagged IQMs, IQM and ROI
+                                          distributions with outliers linked to the participant pages
 
 JSON sidecars describe every image and table (Sources are BIDS URIs: bids:: = this dataset, bids:raw: = the
 input dataset). The run log, settings and citations are in ../logs/run-group-*.
@@ -481,3 +487,13 @@ input dataset). The run log, settings and citations are in ../logs/run-group-*.
 
 def _write_readme(group_dir: Path) -> None:
     atomic_write_text(group_dir / "README", _README)
+
+
+def _write_group_report(output_dir: Path) -> None:
+    from ..reports.group_report import write_group_report
+
+    try:
+        path = write_group_report(output_dir)
+        LOGGER.info("group QC report: %s", path)
+    except OSError as exc:  # a report must never turn a good run into a failed one
+        LOGGER.warning("could not write the group report: %s", exc)

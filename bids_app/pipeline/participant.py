@@ -168,6 +168,7 @@ def _process(task, writer, progress) -> list:
         if segmentation is not None:
             written += segmentation.written
             qc["labels"] = segmentation.labels
+            qc["lookup"] = segmentation.lookup
     if "qsm" in outputs_requested:
         written += _qsm_outputs(task, writer, data, progress, qc, segmentation)
     if outputs_requested & {"swi", "t2s", "r2s"}:
@@ -183,8 +184,16 @@ def _process(task, writer, progress) -> list:
         if "r2star" in qc and "t2s" in outputs_requested:
             maps["t2s"] = np.where(qc["r2star"] > 0, 1.0 / np.maximum(qc["r2star"], 1e-12), 0.0)
         written += roistats_outputs(task, writer, segmentation, maps, qc["mask"], progress)
+    if "chi" in qc and qc.get("quality") is None and data.phase is not None:  # masking did not need it
+        from ..algorithms.unwrap import romeo_quality
+
+        with progress.step("phase quality (QC)"):
+            magnitude = None if data.magnitude is None else data.magnitude[..., 0]
+            qc["quality"] = romeo_quality(data.phase[..., 0], magnitude=magnitude)
     with progress.step("QC figures"):
         written += _qc_figures(task, writer, data, qc)
+    with progress.step("quality metrics"):
+        written += _quality_metrics(task, writer, data, qc, progress)
     return written
 
 
@@ -194,9 +203,31 @@ def _qc_figures(task, writer, data, qc) -> list:
     info = task.info
     magnitude = None if data.magnitude is None else data.magnitude[..., 0]
     figures_dir = writer.root / f"sub-{info.unit.subject}" / "figures"
-    return render_unit_figures(figures_dir, info.unit.name, voxel_size=info.voxel_size, chi=qc.get("chi"),
-                               mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"), r2star=qc.get("r2star"),
-                               labels=qc.get("labels"))
+    return render_unit_figures(figures_dir, info.unit.name, affine=info.affine, voxel_size=info.voxel_size,
+                               chi=qc.get("chi"), mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"),
+                               r2star=qc.get("r2star"), labels=qc.get("labels"), local_field=qc.get("local_field"),
+                               quality=qc.get("quality"), field_strength=info.field_strength,
+                               swi_mip_slab=task.settings.swi_mip_slab)
+
+
+def _quality_metrics(task, writer, data, qc, progress) -> list:
+    """IQMs of the maps in ``qc`` (pure functions of :mod:`bids_app.reports.iqm`), written as TSV + JSON."""
+    import resource
+
+    from ..reports.iqm import unit_iqms
+    from ..reports.iqm_io import write_iqms
+
+    info = task.info
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    values, rois = unit_iqms(voxel_size=info.voxel_size, b0_dir=info.b0_dir, echo_times=info.echo_times,
+                             field_strength=info.field_strength, obliquity=info.obliquity, magnitude=data.magnitude,
+                             mask=qc.get("mask"), chi=qc.get("chi"), local_field=qc.get("local_field"),
+                             quality=qc.get("quality"), r2star=qc.get("r2star"), labels=qc.get("labels"),
+                             lookup=qc.get("lookup"), timings=progress.timings, peak_memory_mb=peak_mb)
+    written, flagged = write_iqms(writer, info.unit, values, rois)
+    for row in flagged:
+        progress.warning("QC: %s = %s (%s)", row["label"], row["value"], row["rule"])
+    return written
 
 
 def _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters) -> list:
@@ -235,9 +266,10 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
     from .qsm import reconstruct
 
     info, settings = task.info, task.settings
-    existing = None
+    existing = existing_path = None
     if settings.use_existing_masks:
         path = find_existing_mask(task.bids_dir, info.unit, settings.existing_masks_pipeline)
+        existing_path = path
         if path is not None:
             progress.info("using existing mask %s", path)
             existing = load_existing_mask(path, info.shape, info.affine)
@@ -248,7 +280,7 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
                              nextqsm_weights=task.nextqsm_weights, device=task.device)
     except ValueError as exc:  # algorithm input checks: bad data for this unit
         raise DataError(f"{info.unit.name}: {exc}") from None
-    qc.update(chi=result.chi, mask=result.mask)
+    qc.update(chi=result.chi, mask=result.mask, local_field=result.local_field_ppm, quality=result.quality)
     sidecar = base_sidecar(task, writer)
     qsm_parameters = {
         "Units": "ppm",
@@ -276,7 +308,9 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
         mask_path = writer.path(info.unit, "mask", desc="brain")
         written.append(writer.save_nifti(mask_path, result.mask, info.affine, dtype=np.uint8,
                                          sidecar={"Sources": sidecar["Sources"], "Type": "Brain",
-                                                  **result.parameters}))
+                                                  **result.parameters,
+                                                  **({"ExistingMask": writer.source_uri(existing_path)}
+                                                     if existing is not None else {})}))
         written += _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters)
     for path in list(written):
         written.append(path.with_name(path.name.replace(".nii.gz", ".json")))

@@ -63,7 +63,11 @@ def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
         return None
     t1w, t1w_affine = _load_t1w(Path(unit.t1w))
     work = Path(task.work_dir) / "segmentation"
-    with progress.step(f"segmentation of the T1w ({settings.seg_backend})"):
+    from ..segmentation import available_backend
+
+    backend = available_backend(settings.seg_backend, template=settings.seg_template)  # what "auto" resolves to
+    with progress.step(f"segmentation of the T1w ({backend} backend"
+                       + (", chosen by auto)" if settings.seg_backend == "auto" else ")")):
         seg = segment_t1w(t1w, t1w_affine, backend=settings.seg_backend, t1w_path=unit.t1w, work_dir=work,
                           threads=getattr(task, "threads", 1), device=getattr(task, "device", "auto"),
                           template=settings.seg_template, atlas=settings.seg_atlas)
@@ -167,12 +171,14 @@ def merge_root_lookup(path: Path, lookup: dict) -> Path:
     Indices already listed keep their name; a different name for the same index (two backends in one
     output folder) is kept per file in each ``_dseg.tsv`` and noted here as ``name|other``.
     """
+    import os
+
     from ..derivatives.atomic import atomic_write_text
 
     path = Path(path)
-    lock_path = path.with_name(".dseg.tsv.lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = os.open(path.parent, os.O_RDONLY)  # lock the folder itself: no lock file left in the dataset
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         merged = read_lookup(path) if path.is_file() else {}
         for index, name in lookup.items():
             current = merged.get(index)
@@ -182,6 +188,8 @@ def merge_root_lookup(path: Path, lookup: dict) -> Path:
                 merged[index] = f"{current}|{name}"
         lines = ["index\tname"] + [f"{i}\t{n}" for i, n in sorted(merged.items())]
         atomic_write_text(path, "\n".join(lines) + "\n")
+    finally:
+        os.close(folder)  # releases the lock
     return path
 
 

@@ -76,8 +76,8 @@ def segment_t1w(t1w, t1w_affine, *, backend, t1w_path=None, work_dir, threads=1,
 
         labelled = load_template(find_template(template), atlas=atlas)
         labels = atlas_segmentation(t1w, t1w_affine, labelled, out_prefix=work_dir / "template_to_t1w_")
-        details = {"Template": labelled.name, "TemplateT1w": str(labelled.t1w_path),
-                   "TemplateLabels": str(labelled.labels_path),
+        details = {"Template": labelled.name, "TemplateT1w": str(Path(labelled.t1w_path).resolve()),
+                   "TemplateLabels": str(Path(labelled.labels_path).resolve()),
                    "Registration": "ANTs rigid -> affine (mutual information) -> SyN (cross-correlation)"}
         return T1wSegmentation(labels, labelled.lookup, "atlas", f"template {labelled.name}", details)
     if backend == "tissue":

@@ -91,8 +91,13 @@ def write_dataset(out_dir, config: SimulationConfig) -> Path:
     truth_root = out / "derivatives" / "ground-truth"
     _write_json(truth_root / "dataset_description.json", {
         "Name": "qsmapp simulation ground truth", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
+        "DatasetLinks": {"raw": "../.."},
         "GeneratedBy": [{"Name": "qsmapp-simulate", "Version": __version__}],
     })
+    # Ground-truth files that BIDS has no name for: fields in ppm (BIDS fieldmaps are Hz images of fmap/),
+    # the motion matrix (no data file) and TemplateFlow's template_description.json in tpl-phantom/.
+    (truth_root / ".bidsignore").write_text("*_fieldmap.nii.gz\n*_fieldmap.json\n*_xfm.json\n"
+                                            "tpl-*/template_description.json\n")
     writer.save_tsv(truth_root / "dseg.tsv", [{"index": i, "name": n} for i, n in LABELS.items()], ["index", "name"])
     participants = []
     sessions = [None] if config.sessions <= 1 else [f"{s + 1:02d}" for s in range(config.sessions)]
@@ -196,18 +201,20 @@ def _write_acquisition(out, truth_root, writer, head, subject, session, config, 
     writer.save_nifti(truth_dir / f"{prefix}_Chimap.nii.gz", truth["chi"], affine,
                       sidecar={**sources, "Units": "ppm", "SkullStripped": False})
     writer.save_nifti(truth_dir / f"{prefix}_desc-total_fieldmap.nii.gz", truth["total_field_ppm"], affine,
-                      sidecar={**sources, "Units": "ppm"})
+                      sidecar={**sources, "Units": "ppm", "SkullStripped": False})
     writer.save_nifti(truth_dir / f"{prefix}_desc-local_fieldmap.nii.gz", truth["local_field_ppm"], affine,
-                      sidecar={**sources, "Units": "ppm"})
+                      sidecar={**sources, "Units": "ppm", "SkullStripped": False})
     writer.save_nifti(truth_dir / f"{prefix}_desc-brain_mask.nii.gz", truth["brain_mask"], affine, dtype=np.uint8,
                       sidecar={**sources, "Type": "Brain"})
     writer.save_nifti(truth_dir / f"{prefix}_dseg.nii.gz", truth["labels"], affine, dtype=np.int16,
                       sidecar={**sources})
     writer.save_nifti(truth_dir / f"{prefix}_space-T1w_dseg.nii.gz", truth["labels"], motion @ affine, dtype=np.int16,
-                      sidecar={"Sources": [f"bids:raw:{(folder / f'{prefix}_T1w.nii.gz').as_posix()}"]})
+                      sidecar={"Sources": [f"bids:raw:{(folder / f'{prefix}_T1w.nii.gz').as_posix()}"],
+                               "SpatialReference": f"bids:raw:{(folder / f'{prefix}_T1w.nii.gz').as_posix()}",
+                               "SkullStripped": False})
     _write_json(truth_dir / f"{prefix}_from-GRE_to-T1w_xfm.json", {
         "Description": "rigid head motion between the scans: RAS world point of the GRE → the same anatomy's "
                        "point in the T1w world (what a T1w-to-GRE registration's fixed-to-moving map recovers)",
         "Matrix": motion.tolist()})
     writer.save_nifti(truth_dir / f"{prefix}_R2starmap.nii.gz", head.r2star * config.field_strength / 3.0, affine,
-                      sidecar={**sources, "Units": "1/s"})
+                      sidecar={**sources, "Units": "1/s", "SkullStripped": False})
