@@ -131,8 +131,10 @@ NET_ARGS=()
 # --- the image ------------------------------------------------------------------------------------------
 start=$(date +%s)
 case "$ENGINE" in
-    docker|podman) run "$ENGINE" build "${NET_ARGS[@]}" "${BUILD_ARGS[@]}" -t "$TAG" -f "$REPO/Dockerfile" "$REPO" ;;
-    buildah) run buildah bud "${NET_ARGS[@]}" "${BUILD_ARGS[@]}" -t "$TAG" -f "$REPO/Dockerfile" "$REPO" ;;
+    docker) run docker build "${NET_ARGS[@]}" "${BUILD_ARGS[@]}" -t "$TAG" -f "$REPO/Dockerfile" "$REPO" ;;
+    # --format docker: the OCI format drops SHELL (podman/buildah warn and run RUN with /bin/sh)
+    podman) run podman build --format docker "${NET_ARGS[@]}" "${BUILD_ARGS[@]}" -t "$TAG" -f "$REPO/Dockerfile" "$REPO" ;;
+    buildah) run buildah bud --format docker "${NET_ARGS[@]}" "${BUILD_ARGS[@]}" -t "$TAG" -f "$REPO/Dockerfile" "$REPO" ;;
     *) die "unknown engine $ENGINE" ;;
 esac
 image_seconds=$(( $(date +%s) - start ))
