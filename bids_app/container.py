@@ -17,6 +17,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -136,3 +137,25 @@ def setup_private_dirs(environ=None) -> Path | None:
         environ[variable] = str(folder)
     atexit.register(shutil.rmtree, run_dir, True)
     return run_dir
+
+
+_MAIN_PID = None
+
+
+def _terminate_as_interrupt(signum, frame):  # noqa: ARG001 - signal handler API
+    if os.getpid() != _MAIN_PID:  # a worker: die as before
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (``docker stop``, ``scancel``) stops the run like Ctrl-C: partial units are resumable.
+
+    As the container's PID 1, Python ignores SIGTERM unless it handles it, so ``docker stop`` waited its
+    10 s and killed the run instead.
+    """
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)

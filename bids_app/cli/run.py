@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import Settings, load_settings_file, premade_settings
 from ..config.execution import ExecutionOptions, GroupOptions, Selection
-from ..container import check_temp_dir, setup_private_dirs, version_report
+from ..container import check_temp_dir, setup_private_dirs, stop_on_sigterm, version_report
 from ..errors import EXIT_FAILURE, QsmappError, UnknownLevelError, UsageError
 from .logging_setup import console_logging
 from .parser import build_parser
@@ -51,6 +51,7 @@ def main(argv=None) -> int:
         setup_private_dirs()
     except QsmappError as exc:
         return _report(exc)
+    stop_on_sigterm()
     with console_logging(namespace.verbose) as log_level:
         return _run(namespace, argv, log_level)
 

@@ -108,3 +108,21 @@ def test_no_writable_temp_dir_says_how_to_fix_it(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 64 and "Traceback" not in err
     assert "no writable temporary folder" in err and "--tmpfs /tmp" in err and "--containall" in err
+
+
+def test_sigterm_stops_the_run_like_ctrl_c():
+    """As PID 1 in a container Python ignores SIGTERM unless handled: docker stop would wait and kill."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal, time\n"
+            "from bids_app.container import stop_on_sigterm\n"
+            "stop_on_sigterm()\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert result.stdout.strip() == "interrupted", result.stderr
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

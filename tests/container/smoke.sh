@@ -7,7 +7,8 @@
 # Environment: WORK (default /tmp/qsmapp-smoke), HOST_PYTHON (a python with qsmapp installed, default
 # .venv/bin/python; the host comparison is skipped without one), APPTAINER (the apptainer command, default
 # `apptainer`, e.g. tests/container/sandbox-apptainer.sh where only a chroot of Debian sid has it),
-# SKIP_BUILD=1 (reuse the image), SKIP_SIF=1, N_PROCS (default 2).
+# SKIP_BUILD=1 (reuse the image), SKIP_SIF=1, N_PROCS (default 2), TIMING_CHECK=report (record the run times
+# without failing when the container is slower than the host's first run).
 # Prints one line per check and closes with "N passed, N failed"; exits 0 when nothing failed. When podman
 # cannot be installed or run here it prints why and exits 0 (nothing checked).
 set -uo pipefail
@@ -175,8 +176,11 @@ if [ -x "$HOST_PYTHON" ] && "$HOST_PYTHON" -c "import bids_app" 2>/dev/null; the
     diff=$(compare "$WORK/out-container" "$WORK/out-host")
     check "Chimap container vs host: max abs diff $diff ppm <= 1e-5" compare "$WORK/out-container" "$WORK/out-host"
     REPORT[chimap_max_abs_diff_container_host_ppm]=$diff
-    check "the container is not slower than the host's first run" \
-        test "${REPORT[participant_container_seconds]}" -le "$(( REPORT[participant_host_cold_seconds] + 5 ))"
+    # TIMING_CHECK=report (CI) records the times without judging them (a shared machine's load varies)
+    if [ "${TIMING_CHECK:-check}" = check ]; then
+        check "the container is not slower than the host's first run" \
+            test "${REPORT[participant_container_seconds]}" -le "$(( REPORT[participant_host_cold_seconds] + 5 ))"
+    fi
 else
     log "no host qsmapp ($HOST_PYTHON): host comparison skipped"
 fi
