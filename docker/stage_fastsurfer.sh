@@ -75,7 +75,7 @@ if [ -d /inputs/fastsurfer-checkpoints ]; then
     find /inputs/fastsurfer-checkpoints -maxdepth 1 -name '*.pkl' -exec cp {} "$HOME_DIR/checkpoints/" \;
 fi
 if [ "${FASTSURFER_CHECKPOINTS}" != none ]; then
-    (cd "$HOME_DIR" && PYTHONPATH="$HOME_DIR" "$VENV/bin/python" FastSurferCNN/download_checkpoints.py --vinn)
+    (cd "$HOME_DIR" && PYTHONPATH="$HOME_DIR" "$VENV/bin/python" FastSurferCNN/download_checkpoints.py --all)  # --seg_only runs VINN, CerebNet and HypVINN
 fi
 checkpoints=$(cd "$HOME_DIR/checkpoints" && ls ./*.pkl 2>/dev/null | tr '\n' ' ' || true)
 if [ -z "$checkpoints" ]; then
