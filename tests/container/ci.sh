@@ -23,4 +23,6 @@ elif [ "$rc" != 0 ] && grep -qE "ConnectionError|ReadTimeoutError|Temporary fail
     rc=0
 fi
 [ "$rc" = 0 ] && rm -rf "$WORK"
+# Each build leaves its stages as dangling images (GBs): keep the disk from filling up run after run.
+command -v podman >/dev/null && podman image prune -f >/dev/null 2>&1
 exit "$rc"

@@ -25,9 +25,10 @@ PASSED=0 FAILED=0
 declare -A REPORT
 
 log() { echo "smoke: $*" >&2; }
+exec 3>&1  # the verdicts go to the original stdout, even when a check's command output is redirected to a log
 check() {  # check NAME COMMAND...: run it, count it
     local name=$1; shift
-    if "$@"; then PASSED=$((PASSED + 1)); echo "PASS $name"; else FAILED=$((FAILED + 1)); echo "FAIL $name"; fi
+    if "$@"; then PASSED=$((PASSED + 1)); echo "PASS $name" >&3; else FAILED=$((FAILED + 1)); echo "FAIL $name" >&3; fi
 }
 finish() {
     {
@@ -41,7 +42,7 @@ finish() {
     [ "$FAILED" = 0 ]
     exit $?
 }
-skip_all() { log "SKIPPED: $*"; echo "0 passed, 0 failed, 1 skipped"; exit 0; }
+skip_all() { echo "container smoke test SKIPPED: $*"; exit 0; }
 seconds() { local start=$1; echo $(( $(date +%s) - start )); }
 
 mkdir -p "$WORK"
