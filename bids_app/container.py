@@ -33,6 +33,10 @@ _WHAT = {
     "templateflow": "the TemplateFlow templates (--seg-backend atlas without --seg-template, group --group-mni)",
     "numba_cache": "a warm numba cache (the first run of each container compiles its kernels)",
 }
+_NAME = {
+    "fastsurfer": "FastSurfer", "fastsurfer_checkpoints": "FastSurfer's checkpoints",
+    "nextqsm_weights": "the NeXtQSM weights", "templateflow": "the TemplateFlow templates",
+}
 _REBUILD = {
     "fastsurfer": "--fastsurfer DIR_OR_ARCHIVE",
     "fastsurfer_checkpoints": "--fastsurfer-checkpoints DIR",
@@ -59,8 +63,8 @@ def missing_hint(component: str, environ=None) -> str:
     if not manifest or component not in manifest.get("missing", ()):
         return ""
     how = _REBUILD.get(component, "")
-    return (f"this qsmapp image was built without {_WHAT.get(component, component)} (see {environ_or(environ)}); "
-            f"rebuild it with docker/build.sh {how}".rstrip())
+    return (f"this qsmapp image was built without {_NAME.get(component, component)} (its manifest: "
+            f"{environ_or(environ)}); rebuild it with docker/build.sh {how}".rstrip())
 
 
 def environ_or(environ=None) -> str:

@@ -134,7 +134,9 @@ for uid in $UID_A $UID_B; do
 done
 check "no run folder left in the shared /tmp" bash -c "[ -z \"\$(ls -A '$WORK/shared-tmp')\" ]"
 
-"${RUN[@]}" -u $UID_A:$UID_A -v "$WORK/bids:/bids:ro" "$IMAGE" /bids /tmp/out participant > "$WORK/no-tmpfs.log" 2>&1
+# podman mounts a tmpfs on /tmp by itself with --read-only (docker does not): turn that off to see docker's case
+"${RUN[@]}" --read-only-tmpfs=false -u $UID_A:$UID_A -v "$WORK/bids:/bids:ro" "$IMAGE" /bids /tmp/out participant \
+    > "$WORK/no-tmpfs.log" 2>&1
 code=$?
 check "--read-only without --tmpfs: exit 64 and the hint" \
     bash -c "[ $code = 64 ] && grep -q -- '--tmpfs /tmp' '$WORK/no-tmpfs.log'"
