@@ -11,7 +11,7 @@ if [ "${QSMAPP_CI_CONTAINER:-1}" = 0 ]; then say "skipped (QSMAPP_CI_CONTAINER=0
 if [ "$(id -u)" != 0 ]; then say "skipped (needs root for podman and debootstrap)"; exit 0; fi
 WORK=$(mktemp -d /tmp/qsmapp-ci-smoke.XXXXXX)
 start=$(date +%s)
-SKIP_SIF=1 TIMING_CHECK=report WORK="$WORK" HOST_PYTHON="${HOST_PYTHON:-$REPO/.venv/bin/python}" \
+SKIP_SIF=1 TIMING_CHECK=report HOST_ROUNDS=cold WORK="$WORK" HOST_PYTHON="${HOST_PYTHON:-$REPO/.venv/bin/python}" \
     timeout --kill-after=60 "${QSMAPP_CI_CONTAINER_TIMEOUT:-2700}" bash "$REPO/tests/container/smoke.sh"
 rc=$?
 say "$(( $(date +%s) - start )) s"

@@ -7,7 +7,8 @@
 # Environment: WORK (default /tmp/qsmapp-smoke), HOST_PYTHON (a python with qsmapp installed, default
 # .venv/bin/python; the host comparison is skipped without one), APPTAINER (the apptainer command, default
 # `apptainer`, e.g. tests/container/sandbox-apptainer.sh where only a chroot of Debian sid has it),
-# SKIP_BUILD=1 (reuse the image), SKIP_SIF=1, N_PROCS (default 2), TIMING_CHECK=report (record the run times
+# SKIP_BUILD=1 (reuse the image), SKIP_SIF=1, N_PROCS (default 2), HOST_ROUNDS (default "cold warm": the host
+# run with an empty numba cache, then again with it filled), TIMING_CHECK=report (record the run times
 # without failing when the container is slower than the host's first run).
 # Prints one line per check and closes with "N passed, N failed"; exits 0 when nothing failed. When podman
 # cannot be installed or run here it prints why and exits 0 (nothing checked).
@@ -166,7 +167,7 @@ PY
 }
 if [ -x "$HOST_PYTHON" ] && "$HOST_PYTHON" -c "import bids_app" 2>/dev/null; then
     HOST_BIN=$(dirname "$HOST_PYTHON")
-    for round in cold warm; do
+    for round in ${HOST_ROUNDS:-cold warm}; do
         rm -rf "$WORK/out-host"
         [ $round = cold ] && rm -rf "$WORK/host-numba"
         start=$(date +%s)
