@@ -149,7 +149,7 @@ check "a step needing what the image lacks says so (NeXtQSM weights)" \
     grep -q "built without the NeXtQSM weights" "$WORK/nextqsm.log"
 
 # --- the same run on the host, and the Chimaps compared ------------------------------------------------------
-compare() {  # compare OUT_A OUT_B: max abs diff of every Chimap (ppm) <= 1e-5
+compare() {  # compare OUT_A OUT_B: max abs diff of every participant-level Chimap (ppm) <= 1e-5
     "$HOST_PYTHON" - "$1" "$2" <<'PY'
 import sys
 from pathlib import Path
@@ -157,7 +157,7 @@ import nibabel as nib
 import numpy as np
 a, b = Path(sys.argv[1]), Path(sys.argv[2])
 worst, count = 0.0, 0
-for path in sorted(a.rglob("*_Chimap.nii.gz")):
+for path in sorted(a.glob("sub-*/**/*_Chimap.nii.gz")):  # not group/ (the host runs participant level only)
     other = b / path.relative_to(a)
     diff = np.abs(np.asarray(nib.load(path).dataobj, float) - np.asarray(nib.load(other).dataobj, float)).max()
     worst, count = max(worst, float(diff)), count + 1
