@@ -198,7 +198,7 @@ fi
 SIF=$WORK/qsmapp.sif
 start=$(date +%s)
 rm -f "$WORK/qsmapp-oci.tar"
-check "SIF builds from the image (singularity.def, %test runs --version --verbose)" bash -c "
+check "SIF builds from the image (singularity.def)" bash -c "
     podman push -q '$IMAGE' 'oci-archive:$WORK/qsmapp-oci.tar' && \
     $APPTAINER build --force --build-arg BOOTSTRAP=oci-archive --build-arg 'IMAGE=$WORK/qsmapp-oci.tar' '$SIF' \
         '$REPO/singularity.def' > '$WORK/sif-build.log' 2>&1"
@@ -206,6 +206,8 @@ REPORT[sif_build_seconds]=$(seconds "$start")
 rm -f "$WORK/qsmapp-oci.tar"
 [ -f "$SIF" ] || finish
 REPORT[sif_size_bytes]=$(stat -c %s "$SIF")
+check "apptainer test (the %test section: qsmapp --version --verbose)" \
+    bash -c "$APPTAINER test '$SIF' > '$WORK/sif-test.log' 2>&1 && grep -q 'qsmapp $VERSION' '$WORK/sif-test.log'"
 # APPTAINER_RUN_ARGS adds options (e.g. --unsquash where FUSE is not available to users); the sandbox
 # wrapper runs it as AS_UID (a plain apptainer runs as whoever runs this script).
 mkdir -p "$WORK/out-sif" && chown $UID_A:$UID_A "$WORK/out-sif"
