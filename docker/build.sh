@@ -26,6 +26,8 @@
 #   --sif FILE                   also build this SIF (default qsmapp.sif when apptainer/singularity exists)
 #   --no-sif                     do not build the SIF
 #   --dry-run                    print the commands, build nothing
+# Environment: ENGINE (as --engine), APPTAINER (the apptainer/singularity command, e.g.
+# tests/container/sandbox-apptainer.sh).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -144,7 +146,7 @@ say "image $TAG built in ${image_seconds} s"
 
 # --- the SIF -----------------------------------------------------------------------------------------------
 [ "$NO_SIF" = 1 ] && exit 0
-APPTAINER=$(command -v apptainer || command -v singularity || true)
+APPTAINER=${APPTAINER:-$(command -v apptainer || command -v singularity || true)}
 if [ -z "$APPTAINER" ]; then
     [ -z "$SIF" ] || die "no apptainer/singularity here to build $SIF"
     say "no apptainer/singularity: SIF not built (the image is done)"
