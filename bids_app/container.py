@@ -147,10 +147,13 @@ _MAIN_PID = None
 
 
 def _terminate_as_interrupt(signum, frame):  # noqa: ARG001 - signal handler API
-    if os.getpid() != _MAIN_PID:  # a worker: die as before
+    if os.getpid() != _MAIN_PID:  # a forked worker: die as before
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough
+    if os.getpgrp() == os.getpid():  # our own process group (the container's PID 1): stop the workers too,
+        os.killpg(os.getpid(), signal.SIGTERM)  # or the pool would wait for their units to finish
     raise KeyboardInterrupt
 
 
@@ -158,7 +161,8 @@ def stop_on_sigterm() -> None:
     """SIGTERM (``docker stop``, ``scancel``) stops the run like Ctrl-C: partial units are resumable.
 
     As the container's PID 1, Python ignores SIGTERM unless it handles it, so ``docker stop`` waited its
-    10 s and killed the run instead.
+    10 s and killed the run instead. Only PID 1 gets the signal there: as leader of its process group qsmapp
+    passes it on to its workers.
     """
     global _MAIN_PID
     _MAIN_PID = os.getpid()

@@ -126,3 +126,30 @@ def test_sigterm_stops_the_run_like_ctrl_c():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=REPO)
     assert result.stdout.strip() == "interrupted", result.stderr
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_sigterm_to_a_group_leader_stops_its_workers_too(tmp_path):
+    """docker stop signals PID 1 only: the workers must not run their unit to the end first."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "worker.pid"
+    code = ("import subprocess, sys, time\n"
+            "from bids_app.container import stop_on_sigterm\n"
+            "stop_on_sigterm()\n"
+            f"worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(marker)!r}, 'w').write(str(worker.pid))\n"
+            "try:\n"
+            "    time.sleep(60)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted', worker.wait(timeout=20))\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                               start_new_session=True)  # its own group, like the container's PID 1
+    for _ in range(100):
+        if marker.exists() and marker.read_text():
+            break
+        time.sleep(0.1)
+    process.terminate()
+    out, _ = process.communicate(timeout=30)
+    assert out.strip() == "interrupted -15"  # the worker died of the SIGTERM passed on
