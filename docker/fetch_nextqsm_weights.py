@@ -2,6 +2,7 @@
 
     python fetch_nextqsm_weights.py DEST            # download nextqsm-weights.tar from OSF project zqfdc
     python fetch_nextqsm_weights.py DEST --tar FILE # or use an archive downloaded beforehand
+    python fetch_nextqsm_weights.py DEST --from-dir DIR  # or a folder holding the weight files
 
 The archive's weight files are extracted flat into DEST (whatever folders the archive uses), then the
 files qsmapp needs are checked. Needs ``osfclient`` only for the download.
@@ -51,11 +52,32 @@ def extract_flat(archive: Path, dest: Path) -> list:
     return written
 
 
+def copy_flat(folder: Path, dest: Path) -> list:
+    """Copy the files of ``folder`` (any depth) whose names qsmapp uses (or params.json) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = set(REQUIRED) | {"params.json"}
+    written = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name in wanted:
+            shutil.copyfile(path, dest / path.name)
+            written.append(path.name)
+    missing = [n for n in REQUIRED if not (dest / n).is_file()]
+    if missing:
+        raise SystemExit(f"{folder} lacks {', '.join(missing)}")
+    return written
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", type=Path)
-    parser.add_argument("--tar", type=Path, help="use this archive instead of downloading it")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--tar", type=Path, help="use this archive instead of downloading it")
+    source.add_argument("--from-dir", type=Path, help="use the weight files in this folder")
     args = parser.parse_args(argv)
+    if args.from_dir:
+        written = copy_flat(args.from_dir, args.dest)
+        print(f"NeXtQSM weights in {args.dest}: {', '.join(sorted(written))}")
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         archive = args.tar or download(Path(scratch) / ARCHIVE)
         written = extract_flat(archive, args.dest)

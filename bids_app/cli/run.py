@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config import Settings, load_settings_file, premade_settings
 from ..config.execution import ExecutionOptions, GroupOptions, Selection
 from ..config.settings import cli_spelling, coerce_values
+from ..container import check_temp_dir, setup_private_dirs, version_report
 from ..errors import EXIT_FAILURE, Interrupted, QsmappError, UnknownLevelError, UsageError
 from .logging_setup import console_logging
 from .parser import build_parser
@@ -47,14 +48,25 @@ def resolve_settings(namespace, argv=None) -> Settings:
 
 def main(argv=None) -> int:
     """Run ``qsmapp``; return the exit code (BIDS Apps codes, SPEC §2)."""
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if "--version" in args and any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args):
+        print(version_report())  # argparse's --version would exit before it reads -v
+        return 0
     try:
         namespace = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help / --version: argparse printed and asked to exit
         return int(exc.code or 0)
     except QsmappError as exc:  # a usage error found by the parser
         return _report(exc)
+    try:  # before numba/matplotlib are imported: they read their cache folders from the environment then
+        check_temp_dir()
+        setup_private_dirs()
+    except QsmappError as exc:
+        return _report(exc)
     from ..pipeline.execution import signal_handlers
 
+    # SIGTERM/SIGINT/SIGHUP stop every unit and write the summary; a handler is needed for SIGTERM to
+    # reach the container's PID 1 at all (docker stop, scancel)
     with console_logging(namespace.verbose) as log_level, signal_handlers():
         return _run(namespace, argv, log_level)
 

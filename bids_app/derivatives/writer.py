@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from .atomic import atomic_path, atomic_write_text, write_error
 
 CODE_URL = "https://github.com/qsmapp/qsmapp"
 CONTAINER_IMAGE = os.environ.get("QSMAPP_CONTAINER_IMAGE", "")
+#: ``DatasetLinks.raw`` as given by the user (e.g. ``-e QSMAPP_RAW_DATASET_LINK=../..`` in a container, where
+#: the host's layout cannot be seen); wins over the path qsmapp works out.
+RAW_LINK_ENV = "QSMAPP_RAW_DATASET_LINK"
+LOGGER = logging.getLogger("qsmapp")
 
 # Derivative suffixes that BIDS does not define (yet); listed in .bidsignore.
 BIDSIGNORE = [
@@ -88,7 +93,9 @@ class DerivativesWriter:
             "GeneratedBy": [self.generated_by()],
         }
         if self.bids_dir is not None:
-            description["DatasetLinks"] = {"raw": self._raw_link()}
+            raw = self._raw_link()
+            if raw is not None:
+                description["DatasetLinks"] = {"raw": raw}
         atomic_write_text(self.root / "dataset_description.json", to_json(description))
         atomic_write_text(self.root / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
 
@@ -99,13 +106,40 @@ class DerivativesWriter:
             entry["Container"] = {"Type": "docker", "Tag": CONTAINER_IMAGE}
         return entry
 
-    def _raw_link(self) -> str:
-        raw = self.bids_dir.resolve()
+    def _raw_link(self) -> str | None:
+        """``DatasetLinks.raw``: the BIDS folder relative to OUTPUT_DIR (a URI when there is no relative path).
+
+        In a container BIDS_DIR and OUTPUT_DIR are usually two separate mounts (``/bids``, ``/out``): their
+        relative path is that of the mount points, not of the host's folders, so unless OUTPUT_DIR lies inside
+        BIDS_DIR (one mount) the link is left out, with a warning, unless ``QSMAPP_RAW_DATASET_LINK`` gives it;
+        the BIDS dataset's ``DatasetDOI`` is used when it has one.
+        """
+        given = os.environ.get(RAW_LINK_ENV, "").strip()
+        if given:
+            return given
+        raw, root = self.bids_dir.resolve(), self.root.resolve()
+        if CONTAINER_IMAGE and not root.is_relative_to(raw):
+            doi = self._dataset_doi()
+            if doi:
+                return doi
+            LOGGER.warning("DatasetLinks.raw left out of dataset_description.json: in a container the host path of "
+                           "BIDS_DIR relative to OUTPUT_DIR is unknown; pass it with -e %s=<path or URI>", RAW_LINK_ENV)
+            return None
         try:
-            relative = os.path.relpath(raw, self.root.resolve())
+            relative = os.path.relpath(raw, root)
         except ValueError:  # different drives
             return raw.as_uri()
         return relative if not relative.startswith("/") else raw.as_uri()
+
+    def _dataset_doi(self) -> str | None:
+        try:
+            doi = str(json.loads((self.bids_dir / "dataset_description.json").read_text()).get("DatasetDOI", ""))
+        except (OSError, ValueError, AttributeError):
+            return None
+        doi = doi.strip()
+        if not doi:
+            return None
+        return doi if doi.startswith(("doi:", "http://", "https://")) else f"doi:{doi}"
 
     def source_uri(self, path) -> str:
         """BIDS URI of an input file, ``bids:raw:sub-01/anat/...``, or of a file of this dataset,

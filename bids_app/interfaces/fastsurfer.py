@@ -44,10 +44,20 @@ def find_fastsurfer(environ=None) -> Path:
     if home:
         script = Path(home) / "run_fastsurfer.sh"
         if script.is_file():
+            from ..container import missing_hint
+
+            no_checkpoints = missing_hint("fastsurfer_checkpoints", environ)
+            if no_checkpoints and not any((Path(home) / "checkpoints").glob("*.pkl")):
+                raise UsageError(f"FastSurfer in {home} has no checkpoints (it would download them; the "
+                                 "container runs offline)", hint=f"{no_checkpoints}; or use --seg-backend atlas|tissue")
             return script
+        from ..container import missing_hint
+
+        built_without = missing_hint("fastsurfer", environ)
         raise UsageError(f"FASTSURFER_HOME={home} holds no run_fastsurfer.sh",
-                         hint="point FASTSURFER_HOME at a FastSurfer checkout (with its checkpoints), or use "
-                              "--seg-backend atlas|tissue")
+                         hint=(f"{built_without}; " if built_without else "")
+                         + "point FASTSURFER_HOME at a FastSurfer checkout (with its checkpoints), or use "
+                           "--seg-backend atlas|tissue")
     found = shutil.which("run_fastsurfer.sh", path=environ.get("PATH"))
     if found:
         return Path(found)

@@ -120,3 +120,24 @@ def test_tsv(tmp_path):
     path = writer.save_tsv(tmp_path / "t.tsv", [{"index": 1, "mean": 0.1234567}, {"index": 2, "mean": np.nan}],
                            ["index", "mean"])
     assert path.read_text() == "index\tmean\n1\t0.123457\n2\tn/a\n"
+
+
+def test_dataset_links_in_a_container(tmp_path, monkeypatch):
+    """Separate /bids and /out mounts: their relative path (../bids) would be wrong on the host."""
+    import bids_app.derivatives.writer as writer_module
+
+    bids, out = tmp_path / "bids", tmp_path / "out"
+    bids.mkdir()
+    monkeypatch.setattr(writer_module, "CONTAINER_IMAGE", "qsmapp:test")
+    monkeypatch.delenv(writer_module.RAW_LINK_ENV, raising=False)
+
+    def links(output):
+        DerivativesWriter(output, bids_dir=bids).init_dataset()
+        return json.loads((output / "dataset_description.json").read_text()).get("DatasetLinks")
+
+    assert links(out) is None  # unknown: left out (with a warning), not a wrong path
+    assert links(bids / "derivatives" / "qsmapp") == {"raw": "../.."}  # one mount: the relative path holds
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "x", "DatasetDOI": "10.18112/openneuro.ds1"}))
+    assert links(tmp_path / "out2") == {"raw": "doi:10.18112/openneuro.ds1"}
+    monkeypatch.setenv(writer_module.RAW_LINK_ENV, "../data/bids")
+    assert links(tmp_path / "out3") == {"raw": "../data/bids"}

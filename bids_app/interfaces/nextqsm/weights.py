@@ -137,8 +137,15 @@ def find_weights(explicit=None) -> Path:
     missing = _missing(folder)
     if missing:
         raise UsageError(f"NeXtQSM weights folder {folder} (from {origin}) lacks {', '.join(missing)}; "
-                         f"it must hold {', '.join(REQUIRED_FILES)}", hint=_HOW_TO_GET)
+                         f"it must hold {', '.join(REQUIRED_FILES)}", hint=_image_hint() or _HOW_TO_GET)
     return folder.resolve()
+
+
+def _image_hint() -> str:
+    """'This qsmapp image was built without the NeXtQSM weights ...' in such an image, else ''."""
+    from bids_app.container import missing_hint
+
+    return missing_hint("nextqsm_weights")
 
 
 def _read_params(folder: Path) -> dict:
