@@ -57,3 +57,24 @@ class NoInputError(QsmappError):
 
 class CannotCreateOutputError(QsmappError):
     exit_code = EXIT_CANNOT_CREATE
+
+
+class UnitLockedError(CannotCreateOutputError):
+    """Another live qsmapp run holds the lock of a unit in OUTPUT_DIR (its outputs are being written)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT, SIGTERM, SIGHUP).
+
+    A ``KeyboardInterrupt`` so that ``except Exception`` in processing code never swallows it; the exit
+    code is the shell convention 128 + signal number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+    ``results`` holds the per-unit results known when it was raised (set by the executor), so the run
+    summary can still be written.
+    """
+
+    def __init__(self, signum: int, name: str | None = None):
+        super().__init__(name or f"signal {signum}")
+        self.signum = int(signum)
+        self.name = name or f"signal {signum}"
+        self.exit_code = 128 + self.signum
+        self.results: list = []

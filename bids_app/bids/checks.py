@@ -8,8 +8,10 @@ checks (truncated files, non-finite values, phase scaling) happen when the data 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,10 @@ import numpy as np
 
 from ..algorithms.geometry import b0_direction, obliquity_degrees, voxel_sizes
 from ..errors import DataError, NoInputError
+
+# deflate cannot compress better than about 1032:1, so a .nii.gz whose header declares more data than
+# this many times its own size is corrupt (or a decompression bomb): refused before anything is read.
+MAX_GZIP_RATIO = 1100
 from .discovery import AcquisitionUnit, Echo
 
 LOGGER = logging.getLogger(__name__)
@@ -46,6 +52,8 @@ class UnitInfo:
 def check_unit(unit: AcquisitionUnit, *, needs_phase: bool, needs_field_strength: bool,
                b0_strength_override: float | None = None) -> UnitInfo:
     """Validate headers and sidecars of ``unit``; raise :class:`DataError` (exit 65) on bad data."""
+    if unit.error is not None:  # found at discovery
+        raise unit.error
     headers = {path: _load_header(path) for path in unit.files()}
     _expand_echo_series(unit, headers)
     notes = []
@@ -56,6 +64,9 @@ def check_unit(unit: AcquisitionUnit, *, needs_phase: bool, needs_field_strength
         )
     if not unit.has_magnitude:
         notes.append("no magnitude images: masking uses the phase quality only; T2*/R2*/SWI unavailable")
+    for path, image in headers.items():  # each file on its own first: its message names it alone
+        _check_file_size(path, image)
+        _check_geometry(path, image)
     reference_path = unit.files()[0]
     reference = headers[reference_path]
     shape = _spatial_shape(reference, reference_path)
@@ -75,8 +86,6 @@ def check_unit(unit: AcquisitionUnit, *, needs_phase: bool, needs_field_strength
             )
     echo_times = _check_echo_times(unit)
     field_strength = _field_strength(unit, needs_field_strength, b0_strength_override, notes)
-    for path in unit.files():
-        _check_file_size(path, headers[path])
     return UnitInfo(
         unit=unit,
         shape=shape,
@@ -92,12 +101,56 @@ def check_unit(unit: AcquisitionUnit, *, needs_phase: bool, needs_field_strength
 
 def _load_header(path: Path):
     try:
-        return nib.load(str(path))
+        with warnings.catch_warnings():  # nibabel's own warnings are replaced by the checks below
+            warnings.simplefilter("ignore")
+            return nib.load(str(path))
+    except PermissionError:
+        raise DataError(f"cannot read {path}: permission denied",
+                        hint="make the file readable by the user qsmapp runs as (in a container: -u)") from None
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ELOOP):
+            raise DataError(f"cannot read {path}: {exc.strerror}",
+                            hint="fix the file's permissions or link; it must be a readable NIfTI file") from None
+        raise DataError(f"cannot read {path}: {exc}",
+                        hint="the file is not a valid NIfTI image (corrupt or truncated?); re-export it") from None
     except Exception as exc:
         raise DataError(
             f"cannot read {path}: {exc}",
             hint="the file is not a valid NIfTI image (corrupt or truncated?); re-export it",
         ) from None
+
+
+def _raw_header(path: Path, header):
+    """The header as stored: nibabel's loader silently "fixes" some fields (zero pixdim → 1)."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as handle:
+            return type(header).from_fileobj(handle, check=False)
+    except Exception:  # the header was read once already; fall back to that reading
+        return header
+
+
+def _check_geometry(path: Path, image) -> None:
+    """The voxel-to-world geometry must be usable: finite, non-singular, no zero voxel size.
+
+    nibabel silently turns a zero pixdim into 1 mm (when the affine comes from the qform or the pixdims)
+    and carries NaN into the affine; both would give a wrong B0 direction and a wrong scale.
+    """
+    header = image.header
+    affine = np.asarray(image.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        which = "sform" if int(header.get("sform_code", 0)) > 0 else "qform"
+        raise DataError(f"{path} has a non-finite (NaN/inf) {which} affine in its header",
+                        hint="the header is corrupt: re-export the image (e.g. with dcm2niix)")
+    if int(header.get("sform_code", 0)) == 0 and "pixdim" in header:
+        pixdim = np.asarray(_raw_header(path, header)["pixdim"][1:4], dtype=np.float64)
+        if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
+            raise DataError(f"{path} has voxel sizes (pixdim) {pixdim.tolist()} with no sform to fall back on",
+                            hint="a zero voxel size is invalid: re-export the image, or set the voxel sizes "
+                                 "(e.g. nibabel header.set_zooms)")
+    sizes = np.asarray(voxel_sizes(affine))
+    if np.any(sizes <= 0) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise DataError(f"{path} has a singular affine (voxel sizes {sizes.tolist()})",
+                        hint="the header geometry is invalid: re-export the image")
 
 
 def _spatial_shape(image, path) -> tuple:
@@ -188,13 +241,31 @@ def _field_strength(unit, needed, override, notes) -> float | None:
     return value
 
 
-def _check_file_size(path: Path, image) -> None:
-    """An uncompressed .nii must be long enough for its header's data block (truncation check)."""
-    if path.name.endswith(".gz"):
-        return  # checked when decompressed (loading)
+def data_bytes(image) -> int:
+    """Bytes of image data the header declares (voxels × bytes per voxel), without reading any."""
     header = image.header
-    expected = int(header["vox_offset"]) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    return int(np.prod([int(n) for n in header.get_data_shape()], dtype=object)) * header.get_data_dtype().itemsize
+
+
+def _check_file_size(path: Path, image) -> None:
+    """The file must be able to hold the data its header declares, checked before anything is allocated.
+
+    An uncompressed .nii must be at least that long (truncation); a .nii.gz cannot hold more than
+    :data:`MAX_GZIP_RATIO` times its size (a corrupt header, or a decompression bomb).
+    """
+    header = image.header
     actual = os.path.getsize(path)
+    if path.name.endswith(".gz"):
+        declared = data_bytes(image)
+        if declared > MAX_GZIP_RATIO * max(actual, 1):
+            shape = "x".join(str(int(n)) for n in header.get_data_shape())
+            raise DataError(
+                f"{path}: its header declares {shape} voxels ({declared / 1e9:.3g} GB of data), more than a "
+                f"{actual / 1e6:.3g} MB gzip file can hold",
+                hint="the header is corrupt (or the file truncated); re-export the image",
+            )
+        return  # the rest is checked when decompressed (loading)
+    expected = int(header["vox_offset"]) + data_bytes(image)
     if actual < expected:
         raise DataError(
             f"{path} is truncated ({actual} bytes, its header needs {expected})",

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config.execution import Selection
-from ..errors import DataError, NoInputError, NoMatchError, UsageError
+from ..errors import DataError, NoInputError, NoMatchError, QsmappError, UsageError
 from .entities import NON_ENTITIES, WITHIN_UNIT, EntityNames, strip_prefix
 
 LOGGER = logging.getLogger(__name__)
@@ -47,14 +48,17 @@ class AcquisitionUnit(EntityNames):
     echoes: list
     t1w: Path | None = None
     metadata: dict = field(default_factory=dict)  # of the first echo (magnitude, else phase)
+    # A fault in this unit's own files found at discovery (duplicate echo, unreadable sidecar, ...):
+    # it fails this unit alone, when it is checked, never the discovery of the others.
+    error: QsmappError | None = None
 
     @property
     def has_phase(self) -> bool:
-        return all(e.phase is not None for e in self.echoes)
+        return bool(self.echoes) and all(e.phase is not None for e in self.echoes)
 
     @property
     def has_magnitude(self) -> bool:
-        return all(e.magnitude is not None for e in self.echoes)
+        return bool(self.echoes) and all(e.magnitude is not None for e in self.echoes)
 
     @property
     def echo_times(self) -> list:
@@ -74,7 +78,11 @@ def load_filters(path) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"--bids-filter-file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError:
+        raise UsageError(f"--bids-filter-file {path} is a folder", hint="give the JSON file itself") from None
+    except OSError as exc:
+        raise UsageError(f"--bids-filter-file {path} cannot be read: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"--bids-filter-file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise UsageError(
@@ -87,12 +95,97 @@ def load_filters(path) -> dict:
     return data
 
 
-def open_layout(bids_dir):
-    """Index ``bids_dir`` with pybids (in memory; nothing is written into the dataset)."""
-    from bids import BIDSLayout
+# Folders pybids does not index (its defaults): their sidecars are not checked either.
+_NOT_INDEXED = ("derivatives", "code", "sourcedata", "stimuli", "models")
+
+
+def unreadable_sidecars(bids_dir) -> dict:
+    """Sidecars (``*.json``) of ``bids_dir`` that cannot be read as JSON objects → the reason.
+
+    pybids fails the whole index on the first malformed sidecar; these are found first, left out of
+    the index, and charged to the units they belong to (:func:`discover_units`).
+    """
+    return scan_dataset(bids_dir)[0]
+
+
+def scan_dataset(bids_dir) -> tuple[dict, dict]:
+    """(unreadable sidecars → reason, unreadable folders → reason) of ``bids_dir``, as pybids indexes it."""
+    root = Path(bids_dir)
+    bad, folders = {}, {}
+
+    def folder_error(exc: OSError):
+        if exc.filename and Path(exc.filename) != root:
+            folders[Path(exc.filename)] = exc.strerror or str(exc)
+
+    for folder, dirs, names in os.walk(root, followlinks=False, onerror=folder_error):
+        here = Path(folder)
+        if here == root:
+            dirs[:] = [d for d in dirs if d not in _NOT_INDEXED and not d.startswith(".")]
+        else:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            path = here / name
+            if here == root and name == "dataset_description.json":
+                continue
+            try:
+                data = json.loads(path.read_text())
+            except PermissionError:
+                bad[path] = "permission denied"
+            except (OSError, UnicodeDecodeError) as exc:
+                bad[path] = getattr(exc, "strerror", None) or str(exc)
+            except json.JSONDecodeError as exc:
+                bad[path] = f"not valid JSON ({exc})"
+            else:
+                if not isinstance(data, dict):
+                    bad[path] = "not a JSON object"
+    return bad, folders
+
+
+def _folder_units(root: Path, folders: dict, known: list, selection: Selection) -> list:
+    """A failed unit per unreadable ``sub-*`` (or ``sub-*/ses-*``) folder: its images cannot even be listed.
+
+    pybids skips such folders silently, so the participant would just be missing from the run.
+    """
+    units = []
+    labels = {strip_prefix(x, "sub") for x in selection.participant_label or []}
+    for folder, reason in sorted(folders.items()):
+        try:
+            parts = folder.relative_to(root).parts
+        except ValueError:
+            continue
+        if not parts or not parts[0].startswith("sub-"):
+            continue
+        entities = {"subject": parts[0][4:]}
+        if len(parts) > 1 and parts[1].startswith("ses-"):
+            entities["session"] = parts[1][4:]
+        if labels and entities["subject"] not in labels:
+            continue
+        if any(u.subject == entities["subject"] for u in known):
+            LOGGER.warning("cannot read %s (%s): the images in it are not processed", folder, reason)
+            continue
+        error = DataError(f"cannot read the folder {folder}: {reason}",
+                          hint="make it readable (and searchable) by the user qsmapp runs as")
+        units.append(AcquisitionUnit(entities=entities, suffix="MEGRE", echoes=[], error=error))
+    return units
+
+
+def open_layout(bids_dir, *, skip=()):
+    """Index ``bids_dir`` with pybids (in memory; nothing is written into the dataset).
+
+    ``skip`` are files to leave out of the index (unreadable sidecars, see :func:`unreadable_sidecars`).
+    """
+    from bids import BIDSLayout, BIDSLayoutIndexer
 
     try:
-        return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+        if not skip:
+            return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+        from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
+
+        ignore = [*DEFAULT_LOCATIONS_TO_IGNORE, *[Path(p).resolve() for p in skip]]
+        return BIDSLayout(str(bids_dir), validate=False, derivatives=False,
+                          indexer=BIDSLayoutIndexer(validate=False, ignore=ignore))
     except Exception as exc:  # pybids raises several types for a malformed dataset
         raise NoInputError(
             f"cannot read {bids_dir} as a BIDS dataset: {exc}",
@@ -110,7 +203,8 @@ def discover_units(bids_dir, selection: Selection, *, layout=None) -> list[Acqui
     NoInputError
         The dataset holds no GRE (MEGRE/T2starw) images at all.
     """
-    layout = layout or open_layout(bids_dir)
+    bad_sidecars, bad_folders = scan_dataset(bids_dir)
+    layout = layout or open_layout(bids_dir, skip=bad_sidecars)
     query = _selection_query(layout, selection)
     gre_filter = _merged_filter(selection.bids_filters, _FILTER_KEYS_GRE)
     all_gre = layout.get(suffix=list(GRE_SUFFIXES), extension=list(NIFTI_EXTENSIONS), datatype="anat")
@@ -119,30 +213,96 @@ def discover_units(bids_dir, selection: Selection, *, layout=None) -> list[Acqui
             f"no GRE images (anat/*_MEGRE or anat/*_T2starw .nii/.nii.gz) found in {bids_dir}",
             hint="qsmapp needs multi-echo (MEGRE) or single-echo (T2starw) GRE magnitude/phase images",
         )
-    files = layout.get(
-        suffix=list(GRE_SUFFIXES),
-        extension=list(NIFTI_EXTENSIONS),
-        datatype="anat",
-        **{**gre_filter, **query},
-    )
+    try:
+        files = layout.get(
+            suffix=list(GRE_SUFFIXES),
+            extension=list(NIFTI_EXTENSIONS),
+            datatype="anat",
+            **{**gre_filter, **query},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # pybids: unknown entity, bad value type
+        if not gre_filter:
+            raise
+        raise UsageError(f"invalid gre query in --bids-filter-file: {gre_filter} ({exc})",
+                         hint="use pybids entity names, e.g. {\"gre\": {\"acquisition\": \"qsm\"}}") from None
     if not files:
         raise NoMatchError(
             f"no GRE images in {bids_dir} match the selection {_describe(selection)}",
             hint="check --participant-label/--session-label/--acquisition-label/--run-label/--bids-filter-file",
         )
     groups: dict = {}
-    for bids_file in files:
+    for bids_file in _unique_entries(files):
         entities = bids_file.get_entities()
         key_entities = {
             k: v for k, v in entities.items() if k not in WITHIN_UNIT and k not in NON_ENTITIES and _is_entity(k)
         }
         key = (entities["suffix"], tuple(sorted((k, str(v)) for k, v in key_entities.items())))
         groups.setdefault(key, (key_entities, []))[1].append(bids_file)
-    units = [_build_unit(suffix, ents, members) for (suffix, _), (ents, members) in groups.items()]
+    units = [_build_unit_isolated(suffix, ents, members, bad_sidecars)
+             for (suffix, _), (ents, members) in groups.items()]
     t1w_filter = _merged_filter(selection.bids_filters, _FILTER_KEYS_T1W)
     for unit in units:
-        unit.t1w = _find_t1w(layout, unit, t1w_filter)
+        if unit.error is None:
+            unit.t1w = _find_t1w(layout, unit, t1w_filter)
+    units += _folder_units(Path(bids_dir), bad_folders, units, selection)
     return sorted(units, key=lambda u: (u.name, u.suffix))
+
+
+def _build_unit_isolated(suffix: str, entities: dict, members, bad_sidecars: dict) -> AcquisitionUnit:
+    """:func:`_build_unit`, with a fault in the unit's files recorded on the unit instead of raised."""
+    try:
+        paths = [Path(m.path) for m in members]
+        for sidecar, reason in bad_sidecars.items():
+            if _applies_to(sidecar, paths):
+                raise DataError(f"cannot read the sidecar {sidecar}: {reason}",
+                                hint="fix or remove that JSON file (its metadata apply to this acquisition)")
+        return _build_unit(suffix, entities, members)
+    except QsmappError as exc:
+        error = exc
+    except Exception as exc:  # an unreadable file, a link loop: this unit's problem, not the run's
+        error = DataError(f"cannot read the files of this acquisition ({members[0].path} ...): "
+                          f"{getattr(exc, 'strerror', None) or exc}", hint="check the files and their permissions")
+    unit = AcquisitionUnit(entities=entities, suffix=suffix, echoes=[], error=error)
+    LOGGER.debug("%s: %s", unit.name, error)
+    return unit
+
+
+def _applies_to(sidecar: Path, images) -> bool:
+    """Whether ``sidecar`` is one of the sidecars BIDS inheritance applies to any of ``images``.
+
+    A sidecar applies when it lies in the image's folder or above it (within the dataset) and all its
+    entities are among the image's, with the same suffix.
+    """
+    stem = sidecar.name[: -len(".json")]
+    parts = stem.split("_")
+    sidecar_entities, suffix = set(parts[:-1]), parts[-1]
+    for image in images:
+        name = image.name.split(".")[0]
+        image_parts = name.split("_")
+        if image_parts[-1] != suffix or not sidecar_entities <= set(image_parts[:-1]):
+            continue
+        if sidecar.parent == image.parent or sidecar.parent in image.parents:
+            return True
+    return False
+
+
+def _unique_entries(files) -> list:
+    """Each directory entry once: a symbolic link loop (``anat/loop -> ..``) makes pybids index the same
+    files again under ever longer paths; only the shortest path of each entry is kept."""
+    by_entry: dict = {}
+    for bids_file in files:
+        path = Path(bids_file.path)
+        try:
+            key = (path.parent.resolve(strict=True), path.name)
+        except (OSError, RuntimeError):  # the loop itself (ELOOP): not a file to process
+            LOGGER.warning("%s: cannot be resolved (symbolic link loop?); ignored", path)
+            continue
+        if key not in by_entry or len(str(path)) < len(str(by_entry[key].path)):
+            by_entry[key] = bids_file
+    if len(by_entry) < len(files):
+        LOGGER.warning("%d GRE file path(s) reach files already found through a symbolic link (a loop?); "
+                       "each file is used once", len(files) - len(by_entry))
+    return list(by_entry.values())
 
 
 def _is_entity(name: str) -> bool:
@@ -214,6 +374,10 @@ def _part(entities: dict, path: Path) -> str:
     )
 
 
+_DUPLICATE_HINT = ("echo indices are numbers (echo-01 and echo-1 are the same echo): remove or rename the "
+                   "duplicate, or give one of them another run-/acq- entity")
+
+
 def _build_unit(suffix: str, entities: dict, members) -> AcquisitionUnit:
     by_echo: dict = {}
     for bids_file in members:
@@ -225,11 +389,12 @@ def _build_unit(suffix: str, entities: dict, members) -> AcquisitionUnit:
         echo = by_echo.setdefault(index, Echo(index=index if index is not None else 1, echo_time=None))
         if part == "mag":
             if echo.magnitude is not None:
-                raise DataError(f"two magnitude files for echo {index}: {echo.magnitude} and {path}")
+                raise DataError(f"two magnitude files for echo {index}: {echo.magnitude} and {path}",
+                                hint=_DUPLICATE_HINT)
             echo.magnitude, echo.magnitude_meta = path, meta
         else:
             if echo.phase is not None:
-                raise DataError(f"two phase files for echo {index}: {echo.phase} and {path}")
+                raise DataError(f"two phase files for echo {index}: {echo.phase} and {path}", hint=_DUPLICATE_HINT)
             echo.phase, echo.phase_meta = path, meta
     echoes = sorted(by_echo.values(), key=lambda e: e.index)
     for echo in echoes:

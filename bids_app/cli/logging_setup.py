@@ -20,7 +20,9 @@ def console_logging(verbose: int = 0):
     """Log qsmapp's messages to stderr inside the block; yields the level (INFO, or DEBUG for ``-vv``)."""
     level = logging.DEBUG if verbose >= 2 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
+    # the process id tells the lines of concurrent runs (and of their worker processes) apart
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s [pid %(process)d] %(message)s",
+                                           datefmt="%H:%M:%S"))
     loggers = [logging.getLogger(name) for name in _LOGGERS]
     previous = [logger.level for logger in loggers]
     for logger in loggers:

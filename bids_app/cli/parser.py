@@ -26,12 +26,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_bool(text) -> bool:
+    """on/off/true/false (any case); anything else is a usage error, never silently true."""
     value = str(text).strip().lower()
-    if value in ("on", "true", "yes", "1", "y"):
+    if value in ("on", "true"):
         return True
-    if value in ("off", "false", "no", "0", "n"):
+    if value in ("off", "false"):
         return False
-    raise argparse.ArgumentTypeError(f"expected on/off, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected on/off (or true/false), got {text!r}")
 
 
 def _optional_float(text):

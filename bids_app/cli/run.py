@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..config import Settings, load_settings_file, premade_settings
 from ..config.execution import ExecutionOptions, GroupOptions, Selection
-from ..errors import EXIT_FAILURE, QsmappError, UnknownLevelError, UsageError
+from ..config.settings import cli_spelling, coerce_values
+from ..errors import EXIT_FAILURE, Interrupted, QsmappError, UnknownLevelError, UsageError
 from .logging_setup import console_logging
 from .parser import build_parser
 
@@ -20,13 +21,24 @@ _NON_SETTINGS = {*_GROUP_FIELDS, "bids_dir", "output_dir", "analysis_level", "pa
                  "acquisition_label", "run_label", "bids_filter_file", "config_file", *_EXECUTION_FIELDS}
 
 
-def resolve_settings(namespace) -> Settings:
+def _typed_spelling(argv):
+    """Name a setting as the user typed it: ``--two_pass`` when that alias was given, else ``--two-pass``."""
+    tokens = {str(a).split("=", 1)[0] for a in (argv or [])}
+
+    def spelling(name: str) -> str:
+        underscore = f"--{name}"
+        return underscore if underscore in tokens and "_" in name else cli_spelling(name)
+    return spelling
+
+
+def resolve_settings(namespace, argv=None) -> Settings:
     """premade → --config-file → explicit command-line options (later wins)."""
     given = {k: v for k, v in vars(namespace).items() if k not in _NON_SETTINGS}
     from_file = load_settings_file(namespace.config_file) if namespace.config_file else {}
     premade = given.get("premade") or from_file.get("premade") or "default"
     settings = premade_settings(premade)
     settings = settings.replace(**{k: v for k, v in from_file.items() if k != "premade"})
+    given = coerce_values(given, spelling=_typed_spelling(argv))  # before anything runs: 64 naming the option
     settings = settings.replace(**{k: v for k, v in given.items() if k != "premade"})
     if "threshold_value" in given and "threshold_algorithm" not in given:
         LOGGER.debug("fixed --threshold-value given: the automatic threshold algorithm is not used")
@@ -41,7 +53,9 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     except QsmappError as exc:  # a usage error found by the parser
         return _report(exc)
-    with console_logging(namespace.verbose) as log_level:
+    from ..pipeline.execution import signal_handlers
+
+    with console_logging(namespace.verbose) as log_level, signal_handlers():
         return _run(namespace, argv, log_level)
 
 
@@ -53,7 +67,7 @@ def _run(namespace, argv, log_level) -> int:
             raise UnknownLevelError(
                 f"unknown analysis level {namespace.analysis_level!r}", hint="use 'participant' or 'group'"
             )
-        settings = resolve_settings(namespace)
+        settings = resolve_settings(namespace, sys.argv[1:] if argv is None else argv)
         selection = Selection(
             participant_label=namespace.participant_label,
             session_label=namespace.session_label,
@@ -63,6 +77,11 @@ def _run(namespace, argv, log_level) -> int:
         options = ExecutionOptions(**{k: getattr(namespace, k) for k in _EXECUTION_FIELDS})
         if options.n_procs is None or options.n_procs < 1:
             raise UsageError("--n-procs must be at least 1")
+        if options.omp_nthreads is not None and options.omp_nthreads < 1:
+            raise UsageError("--omp-nthreads must be at least 1", hint="or leave it out: CPUs / --n-procs")
+        if options.mem_gb is not None and not (options.mem_gb > 0 and options.mem_gb < float("inf")):
+            raise UsageError(f"--mem {options.mem_gb:g}: the memory is in GB and must be > 0",
+                             hint="e.g. --mem 16, or leave it out")
         group = GroupOptions(**{k: getattr(namespace, k) for k in _GROUP_FIELDS})
         if group.template_iterations < 1:
             raise UsageError("--template-iterations must be at least 1")
@@ -84,6 +103,9 @@ def _run(namespace, argv, log_level) -> int:
         )
     except QsmappError as exc:
         return _report(exc, verbose)
+    except Interrupted as exc:  # SIGTERM/SIGINT/SIGHUP: units stopped, summary written (when a run had begun)
+        print(f"qsmapp: interrupted by {exc.name}; re-run the same command to resume", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("qsmapp: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -9,8 +9,12 @@ not part of the resume fingerprint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,7 +111,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "Settings":
-        """Check choices and combinations; raise :class:`UsageError` with the fix."""
+        """Check every value's type and range, then choices and combinations; raise :class:`UsageError`.
+
+        Returns the settings with each value parsed to its declared type (``"off"`` → ``False``, ``2`` →
+        ``[2]`` for a per-pass list); errors name the command-line option.
+        """
+        self = dataclasses.replace(self, **coerce_values(self.to_dict(), spelling=cli_spelling))
         _choice("outputs", self.outputs, OUTPUT_CHOICES, many=True)
         _choice("masking-algorithm", self.masking_algorithm, MASKING_ALGORITHMS)
         _choice("masking-input", self.masking_input, MASKING_INPUTS)
@@ -172,6 +181,171 @@ class Settings:
         return values[min(pass_index, len(values) - 1)]
 
 
+# --- types and ranges -------------------------------------------------------------------------------
+# The type of every field is its annotation; what an annotation cannot say is given here: the type of a
+# list's items when its default is empty or None (otherwise the default's items say it), how many items
+# a list takes, and the range of numbers. A field missing from these tables is still type-checked.
+_ITEM_TYPES = {"threshold_value": float, "outputs": str, "qsm_reference": str}
+_LENGTHS = {"tgv_alphas": (2, 2), "swi_filter_sigma": (3, 3), "threshold_value": (1, 2),
+            "threshold_algorithm_factor": (1, 2), "mask_erosions": (1, 2), "outputs": (1, None),
+            "qsm_reference": (1, None)}
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of allowed numbers; ``low_open``/``high_open`` exclude the bound itself."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return False
+        return True
+
+    def describe(self) -> str:
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        high = None if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        return " and ".join(x for x in (low, high) if x)
+
+
+_POSITIVE = Range(0, None, low_open=True)
+_FRACTION = Range(0, 1, low_open=True, high_open=True)
+_AT_LEAST_1 = Range(1)
+_NON_NEGATIVE = Range(0)
+RANGES = {
+    "threshold_value": _NON_NEGATIVE, "threshold_algorithm_factor": _POSITIVE, "mask_erosions": _NON_NEGATIVE,
+    "bet_fractional_intensity": _FRACTION, "obliquity_threshold": Range(-1, 90),
+    "local_field_detrend_order": Range(0, 4), "b0_strength": Range(0, 30, low_open=True),
+    "vsharp_threshold": _FRACTION, "pdf_tol": _FRACTION, "tkd_threshold": Range(0, 1, low_open=True),
+    "tikhonov_lambda": _POSITIVE, "rts_delta": _FRACTION, "rts_mu": _POSITIVE, "rts_rho": _POSITIVE,
+    "rts_tol": _FRACTION, "rts_max_iter": _AT_LEAST_1, "tv_lambda": _POSITIVE, "tv_tol": _FRACTION,
+    "tv_max_iter": _AT_LEAST_1, "tgv_alphas": _POSITIVE, "tgv_iterations": _AT_LEAST_1,
+    "tgv_erosions": _NON_NEGATIVE, "swi_strength": _POSITIVE, "swi_filter_sigma": _NON_NEGATIVE,
+    "swi_mip_slab": _AT_LEAST_1,
+}
+_TRUE, _FALSE = ("on", "true"), ("off", "false")
+
+
+def cli_spelling(name: str) -> str:
+    """How the command line spells setting ``name``: ``--two-pass``."""
+    return f"--{name.replace('_', '-')}"
+
+
+def config_spelling(path) -> typing.Callable[[str], str]:
+    """How a ``--config-file`` spells setting ``name``: ``"two_pass" in --config-file FILE``."""
+    return lambda name: f'"{name}" in --config-file {path}'
+
+
+@functools.lru_cache(maxsize=None)
+def field_types() -> dict:
+    """Field name → (scalar type, item type or None for scalars, None allowed), from the annotations."""
+    hints = typing.get_type_hints(Settings)
+    result = {}
+    for f in dataclasses.fields(Settings):
+        hint = hints[f.name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+            else ()
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if args else hint
+        base = typing.get_origin(base) or base
+        item = None
+        if base is list:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            kinds = {type(v) for v in default or []}
+            item = _ITEM_TYPES.get(f.name) or (kinds.pop() if len(kinds) == 1 else str)
+            if item is int and any(isinstance(v, float) for v in default or []):
+                item = float
+        result[f.name] = (base, item, optional)
+    return result
+
+
+def _scalar(value, kind, name, spelling):
+    where = spelling(name)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, str) else None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise UsageError(f"{where}: {value!r} is not a boolean", hint="use on/off (or true/false)")
+    if kind is int:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) \
+                or number != int(number):
+            raise UsageError(f"{where}: {value!r} is not a whole number", hint="give an integer, e.g. 2")
+        return int(number)
+    if kind is float:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise UsageError(f"{where}: {value!r} is not a number", hint="give a finite number, e.g. 0.5")
+        return float(number)
+    if kind is str:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise UsageError(f"{where}: {value!r} is not a text value")
+        return str(value)
+    return value  # a type these rules do not know: left to the field's own checks
+
+
+def coerce_value(name: str, value, spelling=cli_spelling):
+    """Parse ``value`` of setting ``name`` to its declared type and check its length and range.
+
+    Raises
+    ------
+    UsageError
+        The value has the wrong type (``"off"`` for a number), length or range; the message names the
+        setting in ``spelling(name)`` (the user's spelling) and says what is allowed.
+    """
+    types_ = field_types()
+    if name not in types_:
+        raise UsageError(f"{spelling(name)}: unknown setting", hint="see `qsmapp --help`")
+    kind, item, optional = types_[name]
+    where = spelling(name)
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() == "none"):
+        if optional:
+            return None
+        raise UsageError(f"{where} needs a value (it cannot be null/none)")
+    if kind is list:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        low, high = _LENGTHS.get(name, (0, None))
+        if len(items) < low or (high is not None and len(items) > high):
+            count = f"{low}" if low == high else (f"{low} to {high}" if high else f"at least {low}")
+            raise UsageError(f"{where} takes {count} value(s), got {len(items)}",
+                             hint="one per pass" if high == 2 and low == 1 else None)
+        parsed = [_scalar(v, item, name, spelling) for v in items]
+    else:
+        if isinstance(value, (list, tuple)):
+            raise UsageError(f"{where} takes one value, got a list {list(value)!r}")
+        parsed = [_scalar(value, kind, name, spelling)]
+    allowed = RANGES.get(name)
+    if allowed is not None:
+        for v in parsed:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in allowed:
+                raise UsageError(f"{where}: {v:g} is out of range", hint=f"it must be {allowed.describe()}")
+    return parsed if kind is list else parsed[0]
+
+
+def coerce_values(values: dict, spelling=cli_spelling) -> dict:
+    """:func:`coerce_value` for every item of ``values`` (a partial or full settings dict)."""
+    return {name: coerce_value(name, value, spelling) for name, value in values.items()}
+
+
 def _choice(option, value, choices, many=False):
     values = value if many else [value]
     for item in values:
@@ -204,4 +378,4 @@ def load_settings_file(path) -> dict:
             f"--config-file {path}: unknown setting(s) {', '.join(unknown)}",
             hint="see `qsmapp --help` for the setting names (with _ instead of -)",
         )
-    return data
+    return coerce_values(data, spelling=config_spelling(path))

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CannotCreateOutputError
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_write_text, write_error
 
 CODE_URL = "https://github.com/qsmapp/qsmapp"
 CONTAINER_IMAGE = os.environ.get("QSMAPP_CONTAINER_IMAGE", "")
@@ -110,11 +110,17 @@ class DerivativesWriter:
         path = Path(path)
         if self.bids_dir is None:
             return str(path)
-        try:
-            relative = path.resolve().relative_to(self.bids_dir.resolve())
-        except ValueError:
-            return path.resolve().as_uri()
-        return f"bids:raw:{relative.as_posix()}"
+        # The path as found in the dataset first: a symlinked file (DataLad/git-annex) resolves into
+        # the annex, which is not its BIDS name; resolving is only the fallback (a symlinked BIDS_DIR).
+        for candidate, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(self.bids_dir))),
+                                (path.resolve(), self.bids_dir.resolve())):
+            try:
+                relative = candidate.relative_to(root)
+            except ValueError:
+                continue
+            if not relative.parts or relative.parts[0] != ".git":
+                return f"bids:raw:{relative.as_posix()}"
+        return path.resolve().as_uri()
 
     # --- names --------------------------------------------------------------------------------
     def unit_dir(self, unit) -> Path:
@@ -135,7 +141,13 @@ class DerivativesWriter:
     # --- files --------------------------------------------------------------------------------
     def save_nifti(self, path, array, affine, *, sidecar: dict | None = None, dtype=np.float32,
                    header=None) -> Path:
-        """Atomically write ``array`` as NIfTI (and its JSON sidecar first)."""
+        """Atomically write ``array`` as NIfTI, then its JSON sidecar (atomically too).
+
+        The image comes first: a run killed between the two leaves an image without a sidecar (redone
+        on the next run, since the completion record is written last), never a sidecar describing an
+        image that is missing or older. A sidecar of an earlier image is removed before the new image
+        replaces it, for the same reason.
+        """
         path = Path(path)
         data = np.asarray(array)
         if dtype is not None:
@@ -148,10 +160,16 @@ class DerivativesWriter:
             image.header.set_qform(affine, code=1)
             image.header.set_sform(affine, code=1)
         image.header.set_xyzt_units("mm", "sec")
-        if sidecar is not None:
-            atomic_write_text(_sidecar_path(path), to_json(sidecar))
+        text = to_json(sidecar) if sidecar is not None else None  # before any file is touched
+        sidecar_path = _sidecar_path(path)
+        try:
+            sidecar_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise write_error(sidecar_path, exc) from None
         with atomic_path(path) as temp:
             nib.save(image, str(temp))
+        if text is not None:
+            atomic_write_text(sidecar_path, text)
         return path
 
     def save_json(self, path, data: dict) -> Path:

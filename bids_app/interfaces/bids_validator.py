@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,16 @@ from ..errors import ValidationError
 
 LOGGER = logging.getLogger("qsmapp")
 _TIMEOUT_S = 600
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_STACK_LINE = re.compile(r"^\s*at\s+\S.*(\(|:\d+:\d+)")  # "    at fn (file:///...:12:3)" (JavaScript)
+
+
+def tool_message(text: str, limit: int = 300) -> str:
+    """The validator's own failure text as one clean line: no colour codes, no JavaScript stack frames."""
+    lines = [_ANSI.sub("", line).strip() for line in str(text).splitlines()]
+    lines = [line for line in lines if line and not _STACK_LINE.match(line)]
+    message = " ".join(lines)
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def validator_executable() -> str | None:
@@ -43,7 +54,7 @@ def run_validator(bids_dir) -> dict:
         return json.loads(process.stdout)
     except json.JSONDecodeError:
         raise ValidationError(
-            f"bids-validator-deno failed: {(process.stderr or process.stdout).strip()[:300]}",
+            f"bids-validator-deno failed on {bids_dir}: {tool_message(process.stderr or process.stdout)}",
             hint="pass --skip-bids-validation to run without validation",
         ) from None
 

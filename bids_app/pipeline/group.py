@@ -119,14 +119,36 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
 
 # --- selection ------------------------------------------------------------------------------------
 def _usable_units(units) -> list:
+    """Units with every input of the template present and readable; the others are logged and skipped."""
     usable = []
     for unit in units:
         missing = unit.missing_for_template()
         if missing:
             LOGGER.warning("[%s] skipped for the template: missing %s", unit.name, ", ".join(missing))
-        else:
-            usable.append(unit)
+            continue
+        problems = [f"{path} ({problem})" for path in (unit.chimap, unit.mask, unit.magnitude)
+                    if (problem := unreadable(path))]
+        if problems:
+            LOGGER.warning("[%s] skipped for the template: cannot read %s; re-run the participant level for it "
+                           "(qsmapp BIDS_DIR OUTPUT_DIR participant --participant-label %s)", unit.name,
+                           "; ".join(problems), unit.entities.get("subject"))
+            continue
+        usable.append(unit)
     return usable
+
+
+def unreadable(path) -> str | None:
+    """Why the image ``path`` cannot be read in full (truncated, corrupt, unreadable), or None when it can."""
+    import warnings
+    import zlib
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.asanyarray(nib.load(str(path)).dataobj)
+    except (EOFError, OSError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        return f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def _describe_plan(units, group) -> str:
@@ -256,8 +278,11 @@ def _template_outputs(writer, group_dir, units, group, options, work_root, log_l
                                "with the final template"}})
 
     # per unit: transforms, magnitude, mask, maps in template space
-    maps = ["Chimap"] + [s for s in OPTIONAL_MAPS if all(by_name[n].output(s).is_file() for n in names)]
-    with_dseg = all(by_name[n].dseg.is_file() for n in names)
+    # an optional map (or the labels) goes into template space only when every unit has a readable one
+    maps = ["Chimap"] + [s for s in OPTIONAL_MAPS
+                         if all(by_name[n].output(s).is_file() and not unreadable(by_name[n].output(s))
+                                for n in names)]
+    with_dseg = all(by_name[n].dseg.is_file() and not unreadable(by_name[n].dseg) for n in names)
     warped_maps: dict = {m: {} for m in maps}
     warped_dseg = {}
     for name in names:

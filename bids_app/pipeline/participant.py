@@ -47,37 +47,106 @@ def base_sidecar(task, writer: DerivativesWriter, *, parts=("magnitude", "phase"
 
 
 def _attach_unit_log(output_dir: Path, unit_name: str) -> logging.Handler:
+    from .execution import LOG_FORMAT
+
     path = Path(output_dir) / "logs" / "units" / f"{unit_name}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="a")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     LOGGER.addHandler(handler)
     return handler
 
 
+# Entities of raw file names: a file ``<unit>_<more>`` whose ``<more>`` holds one of these belongs to
+# another unit with more entities (``sub-01_acq-fast`` beside ``sub-01``), not to this one.
+_RAW_ENTITIES = {"ses", "task", "acq", "ce", "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt", "part",
+                 "chunk", "trc", "stain", "sample", "nuc", "voi", "recording", "tracksys"}
+
+
+def belongs_to_unit(name: str, unit_name: str) -> bool:
+    """True when output file ``name`` is one of unit ``unit_name``'s outputs (derivative entities only)."""
+    if not name.startswith(unit_name + "_"):
+        return False
+    entities = name[len(unit_name) + 1:].split(".")[0].split("_")[:-1]
+    return all("-" in part and part.split("-")[0] not in _RAW_ENTITIES for part in entities)
+
+
+def unit_output_files(writer: DerivativesWriter, unit) -> list[Path]:
+    """The files of a unit's output set present in OUTPUT_DIR (maps, sidecars, tables, QC figures)."""
+    folders = [writer.unit_dir(unit), writer.root / f"sub-{unit.subject}" / "figures"]
+    return sorted(path for folder in folders if folder.is_dir() for path in folder.iterdir()
+                  if path.is_file() and belongs_to_unit(path.name, unit.name))
+
+
+def _clear_previous_outputs(task, writer, unit) -> int:
+    """Remove the unit's earlier output set before it is made again (the set is replaced as a whole).
+
+    A unit is redone when its completion record is missing or records other settings; what an earlier
+    (or killed) run wrote must not survive beside the new outputs, or a map of one run could sit next to
+    a sidecar or a completion record of another. The main process holds the unit's lock, so no other
+    run is writing these files.
+    """
+    resume.forget(task.output_dir, unit.name, unit.suffix)
+    for folder in (writer.unit_dir(unit), writer.root / f"sub-{unit.subject}" / "figures",
+                   resume.record_path(task.output_dir, unit.name, unit.suffix).parent):
+        remove_stale_temporaries(folder, prefix=unit.name)
+    removed = 0
+    for path in unit_output_files(writer, unit):
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            from ..derivatives.atomic import write_error
+
+            raise write_error(path, exc) from None
+    return removed
+
+
 def process_unit(task) -> UnitResult:
+    """Process one unit (in a worker process); the result carries its completion record.
+
+    The record is written by the main process (:func:`write_completion_record`), never here: a worker
+    that outlived its run must not mark a unit complete.
+    """
     info, settings = task.info, task.settings
     unit = info.unit
     fingerprint = settings.fingerprint()
     if task.resume and resume.is_complete(task.output_dir, unit.name, unit.suffix, fingerprint):
         return UnitResult(unit.name, "skipped", message="complete already")
-    resume.forget(task.output_dir, unit.name, unit.suffix)
     writer = DerivativesWriter(task.output_dir, bids_dir=task.bids_dir)
-    remove_stale_temporaries(writer.unit_dir(unit), prefix=unit.name)
     handler = _attach_unit_log(task.output_dir, unit.name)
     progress = UnitProgress(unit.name)
     try:
+        removed = _clear_previous_outputs(task, writer, unit)
+        if removed:
+            progress.info("removed %d file(s) of an earlier incomplete or different-settings run", removed)
         progress.info("qsmapp %s: %d echo(es), grid %s, outputs %s", __version__, info.n_echoes, info.shape,
                       " ".join(settings.outputs))
         outputs = _process(task, writer, progress)
     finally:
         LOGGER.removeHandler(handler)
         handler.close()
-    resume.mark_complete(task.output_dir, unit.name, unit.suffix, fingerprint, outputs, progress.timings,
-                         info.notes)
     notes = list(info.notes)
+    record = {"fingerprint": fingerprint, "outputs": [str(p) for p in outputs], "timings": dict(progress.timings),
+              "notes": notes}
     return UnitResult(unit.name, "ok", message=f"{len(outputs)} file(s) written", outputs=[str(p) for p in outputs],
-                      notes=notes)
+                      notes=notes, record=record)
+
+
+def write_completion_record(task, result: UnitResult) -> None:
+    """Write the completion record of a finished unit (main process, after every output is in place)."""
+    if result.status != "ok" or not result.record:
+        return
+    unit = task.info.unit
+    record = result.record
+    missing = [p for p in record["outputs"] if not Path(p).is_file()]
+    if missing:  # another process removed an output meanwhile: the set is not complete
+        raise DataError(f"{unit.name}: output {missing[0]} disappeared before the unit was recorded complete",
+                        hint="re-run the same command; do not run two qsmapp runs on one unit")
+    resume.mark_complete(task.output_dir, unit.name, unit.suffix, record["fingerprint"], record["outputs"],
+                         record["timings"], record["notes"])
 
 
 def _process(task, writer, progress) -> list:

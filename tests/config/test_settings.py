@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bids_app.config import PREMADES, Settings, premade_settings
+from bids_app.config import PREMADES, Settings, load_settings_file, premade_settings
 from bids_app.errors import UsageError
 
 
@@ -49,3 +51,59 @@ def test_per_pass_values():
     s = Settings(mask_erosions=[3])
     assert s.per_pass("mask_erosions", 0) == 3 and s.per_pass("mask_erosions", 1) == 3
     assert Settings().per_pass("threshold_algorithm_factor", 1) == 1.3
+
+
+# --- typed values (issue 14) --------------------------------------------------------------------------
+def test_every_field_has_a_declared_type_and_its_default_passes():
+    import dataclasses
+
+    from bids_app.config.settings import coerce_value, field_types
+
+    types = field_types()
+    for f in dataclasses.fields(Settings):
+        assert f.name in types
+        default = getattr(Settings(), f.name)
+        assert coerce_value(f.name, default) == default
+
+
+def test_every_numeric_or_boolean_field_rejects_text():
+    from bids_app.config.settings import coerce_value, field_types
+
+    for name, (kind, item, _) in field_types().items():
+        if (item or kind) in (int, float, bool):
+            with pytest.raises(UsageError, match=f"--{name.replace('_', '-')}"):
+                coerce_value(name, "abc")
+
+
+def test_booleans_accept_only_on_off_true_false():
+    from bids_app.config.settings import coerce_value
+
+    for text, value in (("on", True), ("OFF", False), ("true", True), ("false", False), (True, True)):
+        assert coerce_value("two_pass", text) is value
+    for bad in ("yes", "1", 1, 0, "enabled"):
+        with pytest.raises(UsageError, match="--two-pass"):
+            coerce_value("two_pass", bad)
+
+
+def test_config_file_values_are_parsed_and_named_as_written(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"two_pass": "off", "mask_erosions": 2, "rts_max_iter": "30"}))
+    values = load_settings_file(path)
+    assert values == {"two_pass": False, "mask_erosions": [2], "rts_max_iter": 30}
+    path.write_text(json.dumps({"rts_max_iter": "abc"}))
+    with pytest.raises(UsageError, match=r'"rts_max_iter" in --config-file .*not a whole number'):
+        load_settings_file(path)
+
+
+@pytest.mark.parametrize("name, value", [("rts_max_iter", 0), ("pdf_tol", -1), ("swi_mip_slab", 0),
+                                         ("tkd_threshold", 0), ("tgv_alphas", [1e-3]), ("mask_erosions", [1, 2, 3]),
+                                         ("swi_filter_sigma", [4, 4, -1]), ("local_field_detrend_order", 7),
+                                         ("rts_tol", float("nan"))])
+def test_out_of_range_values_are_usage_errors(name, value):
+    with pytest.raises(UsageError, match=f"--{name.replace('_', '-')}"):
+        Settings(**{name: value}).validate()
+
+
+def test_validate_returns_parsed_values():
+    settings = Settings(two_pass="off", masking_algorithm="bet", mask_erosions=3, rts_max_iter="25").validate()
+    assert settings.two_pass is False and settings.mask_erosions == [3] and settings.rts_max_iter == 25

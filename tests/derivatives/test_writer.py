@@ -42,11 +42,64 @@ def test_interrupted_write_leaves_no_final_file(tmp_path):
     assert not target.exists() and not list(tmp_path.iterdir())
 
 
-def test_stale_temporaries_are_removed(tmp_path):
-    (tmp_path / f".sub-01_Chimap.nii.gz{TEMP_MARKER}abc.nii.gz").write_bytes(b"x")
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
+    import os
+
+    from bids_app.derivatives.atomic import host_name
+
+    dead, host = _dead_pid(), host_name()
+    (tmp_path / f".sub-01_Chimap.nii.gz{TEMP_MARKER}-{host}-{dead}-abc.nii.gz").write_bytes(b"x")
+    live = tmp_path / f".sub-01_mask.nii.gz{TEMP_MARKER}-{host}-{os.getpid()}-abc.nii.gz"
+    live.write_bytes(b"x")  # another run writing right now: never removed
+    other_host = tmp_path / f".sub-01_swi.nii.gz{TEMP_MARKER}-otherhost-{dead}-abc.nii.gz"
+    other_host.write_bytes(b"x")
     (tmp_path / "sub-01_Chimap.nii.gz").write_bytes(b"y")
     assert remove_stale_temporaries(tmp_path, prefix="sub-01") == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["sub-01_Chimap.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["sub-01_Chimap.nii.gz", live.name, other_host.name])
+
+
+def test_image_is_written_before_its_sidecar(tmp_path, monkeypatch):
+    """Killed between the two writes: the new image may lack a sidecar, an old sidecar never survives."""
+    from bids_app.derivatives import writer as writer_module
+
+    writer = DerivativesWriter(tmp_path / "out")
+    path = writer.path(UNIT, "Chimap")
+    writer.save_nifti(path, np.ones((4, 4, 4)), np.eye(4), sidecar={"EstimationAlgorithm": "rts"})
+    sidecar = path.with_name(path.name.replace(".nii.gz", ".json"))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer_module, "atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        writer.save_nifti(path, np.zeros((4, 4, 4)), np.eye(4), sidecar={"EstimationAlgorithm": "tkd"})
+    assert np.all(nib.load(str(path)).get_fdata() == 0) and not sidecar.exists()
+
+
+def test_disk_full_is_exit_73_naming_the_file(tmp_path, monkeypatch):
+    import errno
+
+    from bids_app.errors import CannotCreateOutputError
+
+    def full(image, filename):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nib, "save", full)
+    writer = DerivativesWriter(tmp_path / "out")
+    path = writer.path(UNIT, "Chimap")
+    with pytest.raises(CannotCreateOutputError) as info:
+        writer.save_nifti(path, np.ones((4, 4, 4)), np.eye(4), sidecar={"Units": "ppm"})
+    assert info.value.exit_code == 73 and str(path) in str(info.value) and "full" in str(info.value)
+    assert not list(path.parent.iterdir())  # neither the image, nor its sidecar, nor a temporary
 
 
 def test_dataset_description(tmp_path):
