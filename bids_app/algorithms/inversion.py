@@ -5,7 +5,7 @@ Methods
 :func:`tkd`
     Truncated k-space division (Shmueli et al. 2009, doi:10.1002/mrm.22135). 1 FFT pair.
 :func:`tikhonov`
-    Closed-form L2 with a gradient (or identity) penalty (Bilgic et al. 2014, doi:10.1002/mrm.25029).
+    Closed-form L2 with a gradient (or identity) penalty (Bilgic et al. 2014, doi:10.1002/jmri.24365).
     1 FFT pair.
 :func:`rts`
     Rapid two-step inversion (Kames et al. 2018, doi:10.1016/j.neuroimage.2017.11.018): LSMR on the
@@ -143,7 +143,7 @@ def tikhonov(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=0
 
     Minimises ``‖D χ − f‖² + λ ‖Γ χ‖²`` in closed form:
     ``χ = F⁻¹[ D F(f) / (D² + λ |Γ|²) ]`` with ``Γ = ∇`` (periodic forward differences in 1/mm,
-    ``regularization="gradient"``, the "closed-form L2" of Bilgic et al. 2014, doi:10.1002/mrm.25029, which
+    ``regularization="gradient"``, the "closed-form L2" of Bilgic et al. 2014, doi:10.1002/jmri.24365, which
     scored 65.1 % RMSE in the 2016 challenge) or ``Γ = I`` (``"identity"``). One FFT pair.
 
     Parameters

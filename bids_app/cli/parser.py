@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
+from ..config import methods as M
 from ..config import settings as S
 from ..config.premades import PREMADE_DESCRIPTIONS, PREMADES
 from ..errors import UsageError
@@ -60,6 +61,29 @@ def _setting(group, name, **kwargs):
 def _flag(group, name, help):
     """A boolean setting written ``--name``, ``--name on`` or ``--name off``."""
     _setting(group, name, type=parse_bool, nargs="?", const=True, metavar="on|off", help=help)
+
+
+def _default(setting: str) -> str:
+    """`` (default X)`` of a setting, read from the Settings defaults (never retyped here)."""
+    value = getattr(S.Settings(), setting)
+    return f" (default {'none' if value is None else M.format_default(value)})"
+
+
+def _choices(step: str, *extra) -> str:
+    return "{" + ",".join(M.names(step) + extra) + "}"
+
+
+def _registry_option(group, param: M.Param) -> None:
+    """The option of one registry parameter: type, count and help (with its default) from the entry."""
+    kind = float if isinstance(param.default, list) and any(isinstance(v, float) for v in param.default) \
+        else (type(param.default[0]) if isinstance(param.default, list) else type(param.default))
+    kwargs = dict(type=kind, metavar=param.metavar or "V")
+    if isinstance(param.default, list):
+        low, high = param.length or (1, None)
+        kwargs["nargs"] = low if low == high else "+"
+    methods = ", ".join(m.name for m in M.owners(param.setting))
+    _setting(group, param.setting.replace("_", "-"), help=f"[{methods}] {param.help}{_default(param.setting)}",
+             **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,45 +154,31 @@ def build_parser() -> argparse.ArgumentParser:
     phase = parser.add_argument_group("QSM phase processing")
     _setting(phase, "obliquity-threshold", type=float, metavar="DEG", help="resample to axial above this obliquity (degrees; -1 disables; default 10)")
     _flag(phase, "combine-phase", "combine echoes into a B0 map (on) or average per-echo susceptibility maps (off)")
-    _setting(phase, "unwrapping-algorithm", metavar="{romeo,laplacian}", help="phase unwrapping")
+    _setting(phase, "unwrapping-algorithm", metavar=_choices("unwrapping"), help="phase unwrapping" + _default("unwrapping_algorithm"))
     _setting(phase, "bipolar-correction", metavar="{auto,on,off}",
              help="remove the odd/even echo phase of bipolar readouts (>= 3 equally spaced echoes); auto = when the "
                   "data show it (default auto)")
-    _setting(phase, "bf-algorithm", type=_bf_algorithm, metavar="{" + ",".join(S.BF_ALGORITHMS) + ",none}",
-             help="background field removal (default pdf)")
+    _setting(phase, "bf-algorithm", type=_bf_algorithm, metavar=_choices("background", "none"),
+             help="background field removal" + _default("bf_algorithm"))
     _setting(phase, "local-field-detrend", metavar="{auto,on,off}",
              help="subtract a low-order polynomial from the local field, for what background removal cannot take "
                   "out (the phase offset of single-echo data); auto = on for single-echo fields (default auto)")
     _setting(phase, "local-field-detrend-order", type=int, metavar="N", help="degree of that polynomial (default 2)")
-    _setting(phase, "qsm-algorithm", metavar="{rts,tv,tkd,tikhonov,tgv,nextqsm}", help="dipole inversion")
+    _setting(phase, "qsm-algorithm", metavar=_choices("inversion"), help="dipole inversion" + _default("qsm_algorithm"))
     _setting(phase, "qsm-reference", nargs="+", metavar="REF", help="'mean', 'none', or segmentation label names/indices (e.g. CSF)")
     _setting(phase, "b0-strength", type=_optional_float, metavar="TESLA", help="field strength when MagneticFieldStrength is missing from the sidecars")
 
-    algo = parser.add_argument_group("algorithm parameters")
-    _setting(algo, "vsharp-threshold", type=float, metavar="T", help="V-SHARP TSVD threshold (default 0.05)")
-    _setting(algo, "pdf-tol", type=float, metavar="TOL", help="PDF conjugate-gradient tolerance (default 1e-3; 1e-5 gives the same accuracy at ~100x the time)")
-    _setting(algo, "tkd-threshold", type=float, metavar="T", help="TKD truncation threshold (default 0.19)")
-    _setting(algo, "tikhonov-lambda", type=float, metavar="L", help="Tikhonov regularisation weight (default 0.09)")
-    _setting(algo, "rts-delta", type=float, metavar="D", help="RTS ill-conditioned cone threshold (default 0.15)")
-    _setting(algo, "rts-mu", type=float, metavar="MU", help="RTS TV weight (default 1e5)")
-    _setting(algo, "rts-rho", type=float, metavar="RHO", help="RTS ADMM penalty (default 10)")
-    _setting(algo, "rts-tol", type=float, metavar="TOL", help="RTS tolerance (default 1e-4)")
-    _setting(algo, "rts-max-iter", type=int, metavar="N", help="RTS iterations (default 20)")
-    _setting(algo, "rts-lsmr-iter", type=int, metavar="N",
-             help="RTS step-1 LSMR iterations, its regularisation by early stopping (default 12)")
-    _setting(algo, "tv-lambda", type=float, metavar="L", help="TV-ADMM regularisation weight (default 1e-3)")
-    _setting(algo, "tv-tol", type=float, metavar="TOL", help="TV-ADMM tolerance (default 1e-3)")
-    _setting(algo, "tv-max-iter", type=int, metavar="N", help="TV-ADMM iterations (default 250)")
-    _setting(algo, "tgv-alphas", nargs=2, type=float, metavar="A", help="TGV weights alpha1 alpha0 (default 0.0015 0.0005)")
-    _setting(algo, "tgv-iterations", type=int, metavar="N", help="TGV iterations (default 1000)")
-    _setting(algo, "tgv-erosions", type=int, metavar="N", help="TGV mask erosions (default 3)")
+    algo = parser.add_argument_group("algorithm parameters ([the methods that take them]; defaults from the "
+                                     "method registry, bids_app/config/methods.py)")
+    for param in M.parameters():
+        _registry_option(algo, param)
 
     swi = parser.add_argument_group("SWI and T2*/R2*")
     _setting(swi, "swi-phase-scaling", metavar="{tanh,negative,positive}", help="SWI phase mask (default tanh)")
     _setting(swi, "swi-strength", type=float, metavar="S", help="SWI phase mask strength (default 4)")
     _setting(swi, "swi-filter-sigma", nargs=3, type=float, metavar="SIGMA", help="SWI phase high-pass Gaussian sigma in voxels (default 4 4 0)")
     _setting(swi, "swi-mip-slab", type=int, metavar="N", help="minIP slab thickness in slices (default 7)")
-    _setting(swi, "r2s-method", metavar="{arlo,numart2s,loglinear,nonlinear}", help="R2*/T2* estimation (default arlo)")
+    _setting(swi, "r2s-method", metavar=_choices("r2s"), help="R2*/T2* estimation" + _default("r2s_method"))
 
     seg = parser.add_argument_group("segmentation and ROI analysis (--outputs seg analysis)")
     _setting(seg, "seg-backend", metavar="{auto,fastsurfer,atlas,tissue}",

@@ -204,7 +204,7 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
         if interrupted is None:
             _write_reports(output_dir, {info.unit.subject for info in infos})
         write_run_provenance(output_dir, run_id=run_id, settings=settings, command=command, results=results,
-                             citations=planning.citation_keys(settings, results))
+                             citations=planning.citation_keys(settings, infos))
     except QsmappError as exc:  # e.g. the disk is full: the table above is all there is
         LOGGER.error("the run summary could not be written: %s", exc)
         code = code or exc.exit_code
