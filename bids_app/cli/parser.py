@@ -26,6 +26,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}", hint="see `qsmapp --help`")
 
 
+class _Removed(argparse.Action):
+    """An option of earlier versions: a usage error that says why it went (never silently ignored)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name = self.dest
+        raise UsageError(f"{option_string} was removed: {S.REMOVED_SETTINGS[name]}", hint=f"drop {option_string}")
+
+
 def parse_bool(text) -> bool:
     """on/off/true/false (any case); anything else is a usage error, never silently true."""
     value = str(text).strip().lower()
@@ -152,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(mask, "inhomogeneity-correction", "correct magnitude inhomogeneity before masking")
 
     phase = parser.add_argument_group("QSM phase processing")
-    _setting(phase, "obliquity-threshold", type=float, metavar="DEG", help="resample to axial above this obliquity (degrees; -1 disables; default 10)")
+    _add(phase, "obliquity-threshold", action=_Removed, nargs="?", metavar="DEG",
+         help="removed: " + S.REMOVED_SETTINGS["obliquity_threshold"])
     _flag(phase, "combine-phase", "combine echoes into a B0 map (on) or average per-echo susceptibility maps (off)")
     _setting(phase, "unwrapping-algorithm", metavar=_choices("unwrapping"), help="phase unwrapping" + _default("unwrapping_algorithm"))
     _setting(phase, "bipolar-correction", metavar="{auto,on,off}",

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import math
 import types
 import typing
@@ -69,7 +70,6 @@ class Settings:
     existing_masks_pipeline: str = "*"
     inhomogeneity_correction: bool = False
     # --- phase processing ----------------------------------------------------------------------
-    obliquity_threshold: float = 10.0
     combine_phase: bool = True
     bipolar_correction: str = "auto"  # odd/even echo phase of bipolar readouts: auto = when detected
     unwrapping_algorithm: str = "romeo"
@@ -189,7 +189,7 @@ _LENGTHS = {"swi_filter_sigma": (3, 3), "threshold_value": (1, 2),
 _POSITIVE, _FRACTION, _AT_LEAST_1, _NON_NEGATIVE = M.POSITIVE, M.FRACTION, M.AT_LEAST_1, M.NON_NEGATIVE
 RANGES = {
     "threshold_value": _NON_NEGATIVE, "threshold_algorithm_factor": _POSITIVE, "mask_erosions": _NON_NEGATIVE,
-    "bet_fractional_intensity": _FRACTION, "obliquity_threshold": Range(-1, 90),
+    "bet_fractional_intensity": _FRACTION, 
     "local_field_detrend_order": Range(0, 4), "b0_strength": Range(0, 30, low_open=True),
     "swi_strength": _POSITIVE, "swi_filter_sigma": _NON_NEGATIVE, "swi_mip_slab": _AT_LEAST_1,
     **{p.setting: p.range for p in M.parameters() if p.range is not None},  # the method registry's ranges
@@ -321,6 +321,14 @@ def _choice(option, value, choices, many=False):
             )
 
 
+# Settings of earlier versions that no longer exist, and why (a saved settings file may still hold them).
+REMOVED_SETTINGS = {
+    "obliquity_threshold": "qsmapp does not resample oblique data to an axial grid; it passes each image's B0 "
+                           "direction (from the affine) to background removal and inversion, which is exact at "
+                           "any obliquity",
+}
+
+
 def load_settings_file(path) -> dict:
     """Read a settings JSON (as saved in ``OUTPUT_DIR/logs/``) and return the known fields.
 
@@ -337,6 +345,10 @@ def load_settings_file(path) -> dict:
         data = data["settings"]
     if not isinstance(data, dict):
         raise UsageError(f"--config-file {path} must hold a JSON object of settings")
+    for name, reason in REMOVED_SETTINGS.items():
+        if name in data:
+            logging.getLogger("qsmapp").warning("--config-file %s: %r is ignored: %s", path, name, reason)
+            data = {k: v for k, v in data.items() if k != name}
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -15,7 +15,23 @@ def test_default_premade_matches_consensus_pipeline():
     assert (s.masking_algorithm, s.masking_input, s.two_pass) == ("threshold", "phase", True)
     assert s.threshold_algorithm_factor == [1.5, 1.3] and s.mask_erosions == [2, 0]
     assert (s.filling_algorithm, s.unwrapping_algorithm, s.bf_algorithm, s.qsm_algorithm) == ("both", "romeo", "pdf", "rts")
-    assert s.qsm_reference == ["mean"] and s.obliquity_threshold == 10
+    assert s.qsm_reference == ["mean"]
+
+
+def test_obliquity_threshold_is_removed_with_a_clear_message(tmp_path, caplog):
+    """No setting may be inert: the option used to be accepted and recorded, and nothing read it."""
+    import json
+
+    from bids_app.cli.parser import build_parser
+    from bids_app.config.settings import Settings, load_settings_file
+
+    assert not hasattr(Settings(), "obliquity_threshold")
+    with pytest.raises(UsageError, match="obliquity-threshold was removed: .*B0 direction"):
+        build_parser().parse_args(["in", "out", "participant", "--obliquity-threshold", "10"])
+    saved = tmp_path / "settings.json"
+    saved.write_text(json.dumps({"obliquity_threshold": 10, "two_pass": "off"}))
+    assert load_settings_file(saved) == {"two_pass": False}
+    assert "obliquity_threshold" in caplog.text
 
 
 @pytest.mark.parametrize("name", sorted(PREMADES))
