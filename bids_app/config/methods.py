@@ -136,6 +136,8 @@ METHODS: tuple[Method, ...] = (
     Method("background", "resharp", _BG + "resharp", "RESHARP", ("resharp",)),
     Method("background", "sharp", _BG + "sharp", "SHARP", ("sharp",)),
     Method("background", "ismv", _BG + "ismv", "iterative spherical mean value", ("ismv",)),
+    Method("background", "smv", _BG + "smv", "SMV high-pass (no deconvolution)", ("sharp",), params=(
+        Param("smv_radius", "radius", 5.0, "SMV sphere radius in mm", POSITIVE, metavar="MM"),)),
     # --- dipole inversion ---------------------------------------------------------------------------
     Method("inversion", "rts", _INV + "rts", "rapid two-step (RTS)", ("rts",), params=(
         Param("rts_delta", "delta", 0.15, "RTS ill-conditioned cone threshold", FRACTION, metavar="D"),
