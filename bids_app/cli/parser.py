@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(mask, "inhomogeneity-correction", "correct magnitude inhomogeneity before masking")
 
     phase = parser.add_argument_group("QSM phase processing")
-    _add(phase, "obliquity-threshold", action=_Removed, nargs="?", metavar="DEG",
+    _add(phase, "obliquity-threshold", action=_Removed, nargs="?", metavar="DEG", default=SUPPRESS,
          help="removed: " + S.REMOVED_SETTINGS["obliquity_threshold"])
     _flag(phase, "combine-phase", "combine echoes into a B0 map (on) or average per-echo susceptibility maps (off)")
     _setting(phase, "unwrapping-algorithm", metavar=_choices("unwrapping"), help="phase unwrapping" + _default("unwrapping_algorithm"))

@@ -26,6 +26,7 @@ def test_obliquity_threshold_is_removed_with_a_clear_message(tmp_path, caplog):
     from bids_app.config.settings import Settings, load_settings_file
 
     assert not hasattr(Settings(), "obliquity_threshold")
+    assert "obliquity_threshold" not in vars(build_parser().parse_args(["in", "out", "participant"]))
     with pytest.raises(UsageError, match="obliquity-threshold was removed: .*B0 direction"):
         build_parser().parse_args(["in", "out", "participant", "--obliquity-threshold", "10"])
     saved = tmp_path / "settings.json"
