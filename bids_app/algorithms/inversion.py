@@ -46,13 +46,14 @@ from scipy import ndimage
 from . import _fft
 from ._validation import check_field_mask_voxels, unit_b0
 from .dipole import dipole_kernel
+from .primitives import GAMMA_MHZ_PER_T
 
 __all__ = ["tkd", "tikhonov", "rts", "tv", "tgv", "GYROMAGNETIC_RATIO_MHZ_T"]
 
 log = logging.getLogger(__name__)
 
 #: γ/2π of ¹H in MHz/T (SPEC §5 "Units").
-GYROMAGNETIC_RATIO_MHZ_T = 42.5776
+GYROMAGNETIC_RATIO_MHZ_T = GAMMA_MHZ_PER_T  # γ/2π (MHz/T), from .primitives
 
 
 # ---------------------------------------------------------------------------------------------------------
