@@ -196,7 +196,7 @@ def test_romeo_real_multi_echo(folder):
 def test_romeo_real_single_echo_small2():
     base = DATA / "romeo-jl-testdata" / "test" / "data" / "small2"
     if not (base / "Phase.nii").exists():
-        pytest.skip("shared data not available")
+        pytest.skip(f"shared data not available at {DATA}")
     nib = pytest.importorskip("nibabel")
     phase = scale_to_radians(nib.load(str(base / "Phase.nii")).get_fdata(dtype=np.float32))
     mag = nib.load(str(base / "Mag.nii")).get_fdata(dtype=np.float32)
@@ -210,7 +210,7 @@ def test_romeo_real_single_echo_small2():
 def test_romeo_real_phase_with_nan():
     path = DATA / "romeo-jl-testdata" / "test" / "data" / "small" / "phase_with_nan.nii"
     if not path.exists():
-        pytest.skip("shared data not available")
+        pytest.skip(f"shared data not available at {DATA}")
     nib = pytest.importorskip("nibabel")
     phase = nib.load(str(path)).get_fdata(dtype=np.float32)
     phase = np.where(np.isfinite(phase), scale_to_radians(phase), np.nan).astype(np.float32)

@@ -59,8 +59,15 @@ def test_invalid_combinations_are_usage_errors():
         Settings(bf_algorithm=None, qsm_algorithm="rts").validate()
 
 
-def test_fingerprint_changes_with_settings():
-    assert Settings().fingerprint() == Settings().fingerprint()
+def test_fingerprint_changes_with_settings(tmp_path):
+    import json
+
+    from bids_app.config.settings import load_settings_file
+
+    # a saved settings file reproduces the fingerprint (what --config-file and resume rely on)
+    saved = tmp_path / "settings.json"
+    saved.write_text(json.dumps(Settings(tv_lambda=2e-3).to_dict()))
+    assert Settings(**load_settings_file(saved)).fingerprint() == Settings(tv_lambda=2e-3).fingerprint()
     assert Settings().fingerprint() != Settings(qsm_algorithm="tv").fingerprint()
 
 
