@@ -1,7 +1,7 @@
 """Background field removal: separate the local field of the tissue inside a mask from the field of
 sources outside it (air–tissue interfaces, sinuses, shim residuals).
 
-Methods (SPEC §5), each a pure function ``(field_ppm, mask, *, voxel_size, ...) -> (local_ppm, mask)``:
+Methods, each a pure function ``(field_ppm, mask, *, voxel_size, ...) -> (local_ppm, mask)``:
 
 * :func:`vsharp` — variable-radius SHARP (Schweser et al. 2011, doi:10.1016/j.neuroimage.2010.10.070;
   Wu et al. 2012, doi:10.1002/mrm.23000; Li et al. 2011, doi:10.1016/j.neuroimage.2011.02.024):
@@ -517,7 +517,7 @@ def pdf(field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), tol=1e-5, max_it
 
     The problem is severely ill-conditioned (distant sources barely change the field in the mask):
     on phantoms the relative residual plateaus near 1e-4 even in float64, so the default
-    ``tol=1e-5`` (SPEC §5, as in QSM.jl) runs to ``max_iter``. The local field is settled long before:
+    ``tol=1e-5`` (as in QSM.jl) runs to ``max_iter``. The local field is settled long before:
     ``tol=1e-3`` (≈30 iterations on a 64³ phantom, 2–3 % of the cost) gives the same or slightly lower
     error. MEDI's original uses tol 0.1 and 30 iterations.
 

@@ -1,4 +1,4 @@
-"""Dipole inversion: local field (ppm) → susceptibility χ (ppm) (SPEC §5 "Inversion").
+"""Dipole inversion: local field (ppm) → susceptibility χ (ppm) (methods and references below).
 
 Methods
 -------
@@ -52,7 +52,7 @@ __all__ = ["tkd", "tikhonov", "rts", "tv", "tgv", "GYROMAGNETIC_RATIO_MHZ_T"]
 
 log = logging.getLogger(__name__)
 
-#: γ/2π of ¹H in MHz/T (SPEC §5 "Units").
+#: γ/2π of ¹H in MHz/T.
 GYROMAGNETIC_RATIO_MHZ_T = GAMMA_MHZ_PER_T  # γ/2π (MHz/T), from .primitives
 
 
@@ -485,9 +485,9 @@ def tv(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=1e-3, r
     local_field_ppm, mask, voxel_size, b0_dir, pad
         As in :func:`tkd`.
     lam : float
-        TV weight λ (ppm · mm); SPEC §5 range 2.5e-4 … 1e-3. The default 1e-3 was chosen on the 2016
-        challenge data (RMSE vs COSMOS 57.9 % at 1e-3, 58.7 % at 7.5e-4, 62.5 % at 5e-4, 75.0 % at
-        2.5e-4, 59.6 % at 1.5e-3).
+        TV weight λ (ppm · mm); the range 2.5e-4 … 1e-3 of Bilgic et al. 2014. The default 1e-3 was
+        chosen on the 2016 challenge data (RMSE vs COSMOS 57.9 % at 1e-3, 58.7 % at 7.5e-4, 62.5 % at
+        5e-4, 75.0 % at 2.5e-4, 59.6 % at 1.5e-3).
     rho : float, optional
         ADMM penalty; default ``100 · lam`` (Bilgic 2014).
     tol : float

@@ -1,4 +1,4 @@
-"""T2*/R2* mapping from multi-echo gradient-echo magnitude (SPEC §5 "T2*/R2*").
+"""T2*/R2* mapping from multi-echo gradient-echo magnitude.
 
 Model: ``S(TE) = S0 · exp(−R2* · TE)``, one exponential per voxel, echo times in seconds, R2* in 1/s.
 

@@ -1,6 +1,6 @@
 """Susceptibility-weighted imaging: CLEAR-SWI and the sliding-slab minimum intensity projection.
 
-CLEAR-SWI (Eckstein et al. 2021, doi:10.1016/j.neuroimage.2021.118175; SPEC §5 "SWI"):
+CLEAR-SWI (Eckstein et al. 2021, doi:10.1016/j.neuroimage.2021.118175):
 
 1. **Magnitude**: echoes combined (default root-sum-of-squares, CLEAR-SWI's "SNR" weighting), divided
    by a smooth receive-sensitivity estimate (normalised Gaussian smoothing of the first echo over the

@@ -1,4 +1,4 @@
-"""Argument parser of ``qsmapp`` (BIDS Apps contract, SPEC §2).
+"""Argument parser of ``qsmapp`` (BIDS Apps contract, Gorgolewski et al. 2017, doi:10.1371/journal.pcbi.1005209).
 
 Options that are processing settings default to ``argparse.SUPPRESS`` so that only the options a
 user actually typed override the premade and the ``--config-file``. Every hyphenated option also

@@ -46,7 +46,7 @@ def resolve_settings(namespace, argv=None) -> Settings:
 
 
 def main(argv=None) -> int:
-    """Run ``qsmapp``; return the exit code (BIDS Apps codes, SPEC §2)."""
+    """Run ``qsmapp``; return the exit code (the BIDS Apps exit codes of bids_app.errors)."""
     try:
         namespace = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help / --version: argparse printed and asked to exit

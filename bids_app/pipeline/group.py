@@ -1,4 +1,4 @@
-"""Group level (SPEC §5 Group level): study template, maps in template space, group ROI tables and plots.
+"""Group level: study template, maps in template space, group ROI tables and plots.
 
 Reads the participant outputs in OUTPUT_DIR (never modifies them) and the first-echo GRE magnitudes in
 BIDS_DIR; writes everything under ``OUTPUT_DIR/group/`` (atomic writes) plus the run log and provenance

@@ -1,4 +1,4 @@
-"""QSM reconstruction of one unit from loaded GRE data (SPEC §5).
+"""QSM reconstruction of one unit from loaded GRE data (pipeline of the QSM consensus, doi:10.1002/mrm.30006).
 
 masks → field (B0 map of all echoes, or per echo) → background removal → inversion → two-pass merge
 → referencing. Pure orchestration of :mod:`bids_app.algorithms`; no file I/O here.
