@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     except QsmappError as exc:  # a usage error found by the parser
         return _report(exc)
-    from ..pipeline.execution import signal_handlers
+    from ..execution import signal_handlers
 
     with console_logging(namespace.verbose) as log_level, signal_handlers():
         return _run(namespace, argv, log_level)

@@ -1,4 +1,5 @@
-"""SWI (+ minIP) and T2*/R2* maps of one unit (SPEC §5 SWI, T2*/R2*)."""
+"""SWI (+ minIP) and T2*/R2* maps of one unit (CLEAR-SWI, doi:10.1016/j.neuroimage.2021.118175; the R2*
+methods of the registry)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ def _r2s_reference(name: str) -> str:
 
 
 def contrast_outputs(task, writer, data, progress, qc) -> list:
-    from .participant import base_sidecar
+    from ..derivatives.sidecars import base_sidecar
 
-    settings = task.settings
+    settings, info = task.settings, task.info
     requested = set(settings.outputs)
     written = []
     if "swi" in requested:
-        written += _swi(task, writer, data, progress, base_sidecar(task, writer), qc)
+        written += _swi(task, writer, data, progress, base_sidecar(info, writer), qc)
     if requested & {"t2s", "r2s"}:
-        written += _relaxometry(task, writer, data, progress, base_sidecar(task, writer, parts=("magnitude",)), qc)
+        written += _relaxometry(task, writer, data, progress, base_sidecar(info, writer, parts=("magnitude",)), qc)
     return written + [p.with_name(p.name.replace(".nii.gz", ".json")) for p in written]
 
 

@@ -40,7 +40,7 @@ from ..group.plots import roi_distribution_plot
 from ..group.tables import (KIND_UNITS, LONG_COLUMNS, long_sidecar, long_table, read_roistats, wide_sidecar,
                             wide_table)
 from ..group.template import build_template, majority_labels, normalise_intensity, to_template
-from .execution import UnitResult, attach_run_log, make_work_root
+from ..execution import UnitResult, attach_run_log, make_work_root
 
 LOGGER = logging.getLogger("qsmapp")
 

@@ -21,7 +21,7 @@ from ..derivatives.provenance import write_run_provenance
 from ..errors import CannotCreateOutputError, DataError, Interrupted, NoInputError, QsmappError, UsageError
 from ..interfaces.bids_validator import validate_dataset
 from . import plan as planning
-from .execution import UnitResult, attach_run_log, exit_code_of, make_work_root, run_units, summary_table
+from ..execution import UnitResult, attach_run_log, exit_code_of, make_work_root, run_units, summary_table
 from .locking import UnitLock
 
 LOGGER = logging.getLogger("qsmapp")

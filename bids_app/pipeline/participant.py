@@ -12,32 +12,21 @@ from ..bids.existing_masks import find_existing_mask, load_existing_mask
 from ..bids.loading import load_gre
 from ..derivatives import DerivativesWriter
 from ..derivatives.atomic import remove_stale_temporaries
+from ..derivatives.sidecars import base_sidecar as _base_sidecar
 from ..errors import DataError
 from . import resume
-from .execution import UnitResult
+from ..execution import UnitResult
 from .progress import UnitProgress
 
 LOGGER = logging.getLogger("qsmapp")
 
 def base_sidecar(task, writer: DerivativesWriter, *, parts=("magnitude", "phase")) -> dict:
-    """Sidecar fields common to every map of a unit; ``Sources`` lists the input files of ``parts``."""
-    info = task.info
-    sources = [getattr(e, part) for e in info.unit.echoes for part in parts if getattr(e, part) is not None]
-    sidecar = {
-        "Sources": [writer.source_uri(p) for p in dict.fromkeys(sources)],
-        "SkullStripped": False,
-        "EchoTime": list(info.echo_times),
-        "B0Direction": list(info.b0_dir),
-        "Obliquity": round(info.obliquity, 3),
-        "GeneratedBy": [writer.generated_by()],
-    }
-    if info.field_strength is not None:
-        sidecar["MagneticFieldStrength"] = info.field_strength
-    return sidecar
+    """:func:`bids_app.derivatives.sidecars.base_sidecar` of the task's unit."""
+    return _base_sidecar(task.info, writer, parts=parts)
 
 
 def _attach_unit_log(output_dir: Path, unit_name: str) -> logging.Handler:
-    from .execution import LOG_FORMAT
+    from ..execution import LOG_FORMAT
 
     path = Path(output_dir) / "logs" / "units" / f"{unit_name}.log"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -249,7 +249,7 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
 
 def _reference_method(settings, segmentation, progress) -> tuple:
     """(method, label indices, description) of the referencing step."""
-    from ..segmentation.lookup import resolve_labels
+    from ..labels import resolve_labels
 
     wanted = settings.reference_labels
     if wanted is None:
