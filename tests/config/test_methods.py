@@ -181,3 +181,20 @@ def test_existing_mask_turns_two_pass_off():
     assert resolve_qsm(settings, 4, existing_mask=False).two_pass is True
     assert "qsmxt" not in resolve_qsm(settings, 4, existing_mask=True).citation_keys()
     assert any("existing mask" in s for s in qsm_steps(settings, 4, existing_mask=True))
+
+
+def test_every_setting_option_shows_the_settings_default():
+    """Help defaults are read from Settings, never retyped (a default changed in one place shows everywhere)."""
+    defaults = Settings()
+    parser = build_parser()
+    checked = 0
+    for action in parser._actions:
+        value = getattr(defaults, action.dest, None) if action.dest in Settings.__dataclass_fields__ else None
+        if value is None:
+            continue
+        text = ("on" if value else "off") if isinstance(value, bool) else methods.format_default(value)
+        help_text = " ".join(action.help.split())
+        assert help_text.endswith(f"(default {text})"), (action.dest, help_text)
+        assert help_text.count("(default") == 1, help_text
+        checked += 1
+    assert checked > 30
