@@ -1,4 +1,5 @@
-"""Errors a user can cause, each with the BIDS Apps exit code it maps to (SPEC §2).
+"""Errors a user can cause, each with the BIDS Apps exit code it maps to (BIDS Apps, Gorgolewski et al.
+2017, doi:10.1371/journal.pcbi.1005209).
 
 Raise these with a message that says what is wrong, where (the file), and how to fix it; the CLI
 prints the message on one line (no traceback unless ``--verbose``) and exits with ``exit_code``.

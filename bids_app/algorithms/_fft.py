@@ -74,7 +74,7 @@ def crop(array, shape):
 def fft_pair_seconds(shape, *, repeats=3) -> float:
     """Median wall time (s) of one complex64 forward + inverse FFT pair on ``shape``.
 
-    This is the unit in which the project reports the speed of its algorithms (SPEC §7): a ratio to
+    This is the unit in which the project reports the speed of its algorithms: a ratio to
     this time, measured in the same run, is comparable across machines.
     """
     rng = np.random.default_rng(0)

@@ -16,36 +16,12 @@ import logging
 import numpy as np
 
 from . import _fft
+from .primitives import GAMMA_HZ_PER_T, hz_to_ppm, ppm_to_hz
 from .unwrap import romeo
 
 __all__ = ["GAMMA_HZ_PER_T", "b0_map", "correct_bipolar", "detect_bipolar", "phase_offset", "hz_to_ppm", "ppm_to_hz"]
 
 log = logging.getLogger(__name__)
-
-GAMMA_HZ_PER_T = 42.5776e6  # γ/2π of ¹H (Hz/T)
-
-
-def hz_to_ppm(field_hz, field_strength):
-    """Field in Hz → ppm of the Larmor frequency: Hz / (γ/2π · B0) · 1e6.
-
-    Parameters
-    ----------
-    field_hz : array_like
-        Field offset (Hz).
-    field_strength : float
-        Main field B0 (T).
-    """
-    if not field_strength > 0:
-        raise ValueError(f"field_strength must be positive (T), got {field_strength!r}")
-    return np.asarray(field_hz) / (GAMMA_HZ_PER_T * field_strength) * 1e6
-
-
-def ppm_to_hz(field_ppm, field_strength):
-    """Field in ppm → Hz: ppm · 1e-6 · γ/2π · B0 (``field_strength`` in T)."""
-    if not field_strength > 0:
-        raise ValueError(f"field_strength must be positive (T), got {field_strength!r}")
-    return np.asarray(field_ppm) * 1e-6 * (GAMMA_HZ_PER_T * field_strength)
-
 
 def _gaussian_smooth_complex(z, sigma_vox):
     """Gaussian low-pass of a complex volume by FFT (zero padded by 3σ), complex64."""

@@ -17,7 +17,7 @@ def b0_direction(affine) -> tuple[float, float, float]:
     """Unit vector of the main field (scanner z) in voxel coordinates.
 
     ``R = affine[:3, :3] / voxel sizes`` maps voxel axes to scanner (RAS) axes; the field points along
-    scanner z, so in voxel coordinates it is ``R.T @ [0, 0, 1]`` (SPEC §3). For an axial acquisition
+    scanner z, so in voxel coordinates it is ``R.T @ [0, 0, 1]``. For an axial acquisition
     this is ``(0, 0, ±1)``; the sign does not matter to the dipole kernel.
     """
     affine = np.asarray(affine, dtype=np.float64)

@@ -1,4 +1,5 @@
-"""Brain masks: histogram thresholds, hole filling, erosion and BET brain extraction (SPEC §5).
+"""Brain masks: histogram thresholds, hole filling, erosion and BET brain extraction
+(Smith 2002, doi:10.1002/hbm.10062).
 
 Thresholds work on a ROMEO phase-quality map (0..1 or 0..100) or on a magnitude image:
 

@@ -1,4 +1,5 @@
-"""Accuracy metrics of susceptibility maps against a reference (SPEC §6).
+"""Accuracy metrics of susceptibility maps against a reference (2016 QSM challenge,
+doi:10.1002/mrm.26946; challenge 2.0, doi:10.1002/mrm.28754; XSIM, doi:10.1002/mrm.30271).
 
 Every metric is evaluated inside a boolean evaluation ``mask``; ``recon`` and ``truth`` are χ maps in
 ppm of identical 3-D shape. Percentages are returned as percent (e.g. 42.0, not 0.42).

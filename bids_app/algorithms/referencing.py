@@ -1,4 +1,4 @@
-"""Susceptibility referencing (SPEC §5 "Referencing").
+"""Susceptibility referencing (QSM consensus, doi:10.1002/mrm.30006, section "Referencing").
 
 Dipole inversion determines χ only up to a constant (D(0) = 0), so maps are referenced to a region:
 the mean over the whole mask (``"mean"``, the QSM consensus default, doi:10.1002/mrm.30006), a set of

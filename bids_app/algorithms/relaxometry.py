@@ -1,4 +1,4 @@
-"""T2*/R2* mapping from multi-echo gradient-echo magnitude (SPEC §5 "T2*/R2*").
+"""T2*/R2* mapping from multi-echo gradient-echo magnitude.
 
 Model: ``S(TE) = S0 · exp(−R2* · TE)``, one exponential per voxel, echo times in seconds, R2* in 1/s.
 
@@ -14,16 +14,18 @@ Methods (``method=`` of :func:`r2star`)
     (ordinary least squares of ``s = T2*·δ``) is used instead. Two echoes: the exact log-ratio
     ``R2* = ln(m1/m2)/(TE2 − TE1)``.
 ``"numart2s"``
-    NumART2* (Hagberg et al. 2002, Magn Reson Med 48:877–882): trapezoidal integral of the decay,
+    NumART2* (Hagberg et al. 2002, Magn Reson Med 48:877–882, doi:10.1002/mrm.10283): trapezoidal integral of the decay,
     ``T2* = (TE_N − TE_1)/(2(N−1)) · (m1 + mN + 2Σm2..m_{N−1})/(m1 − mN)``. This closed form assumes
     equally spaced echoes; here the trapezoidal rule uses the actual echo spacings, which is identical
     for equal spacing. The trapezoid over-estimates the integral of a convex decay, so R2* is biased low
     by about ``(R2*·ΔTE)²/12`` (2 % at R2*·ΔTE = 0.5); keep R2*·ΔTE below ~0.6.
 ``"loglinear"``
     Weighted linear least squares of ``ln S = ln S0 − R2*·TE`` with weights ``S²`` (which undo the noise
-    amplification of the logarithm: var(ln S) ≈ σ²/S²).
+    amplification of the logarithm: var(ln S) ≈ σ²/S²), the estimator of Veraart et al. 2013
+    (doi:10.1016/j.neuroimage.2013.05.028) applied to a mono-exponential decay.
 ``"nonlinear"``
-    Mono-exponential least squares ``min Σ(S − S0·e^{−R2*·TE})²`` by Levenberg–Marquardt on (S0, R2*),
+    Mono-exponential least squares ``min Σ(S − S0·e^{−R2*·TE})²`` by Levenberg–Marquardt (Marquardt 1963,
+    doi:10.1137/0111030) on (S0, R2*),
     one voxel per numba thread iteration, initialised with the log-linear estimate.
 
 Output conventions (all methods)

@@ -1,6 +1,6 @@
 """Susceptibility-weighted imaging: CLEAR-SWI and the sliding-slab minimum intensity projection.
 
-CLEAR-SWI (Eckstein et al. 2021, doi:10.1016/j.neuroimage.2021.118175; SPEC §5 "SWI"):
+CLEAR-SWI (Eckstein et al. 2021, doi:10.1016/j.neuroimage.2021.118175):
 
 1. **Magnitude**: echoes combined (default root-sum-of-squares, CLEAR-SWI's "SNR" weighting), divided
    by a smooth receive-sensitivity estimate (normalised Gaussian smoothing of the first echo over the
@@ -42,10 +42,10 @@ import math
 
 import numpy as np
 import scipy.fft as sfft
-from numba import njit, prange
 from scipy import ndimage
 
 from . import _fft
+from .primitives import laplacian_unwrap as _laplacian_unwrap
 
 __all__ = ["clearswi", "phase_mask", "minimum_intensity_projection", "PHASE_SCALINGS", "MAG_COMBINATIONS"]
 
@@ -127,41 +127,6 @@ def _gaussian_smooth(values, weight, sigma):
     return smooth
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _wrapped_laplacian(phase, weights, out):
-    """``out[:X, :Y, :Z] = Σ_neighbours w·wrap(φ_n − φ_0)`` with Neumann edges (no term past the edge).
-
-    ``out`` may be larger than ``phase`` (FFT-friendly size): its extra voxels stand for an edge
-    replication of the phase, whose Laplacian is 0, so they are left untouched (zeros).
-    """
-    nx, ny, nz = phase.shape
-    two_pi = 2.0 * math.pi
-    for i in prange(nx):
-        for j in range(ny):
-            for k in range(nz):
-                p0 = phase[i, j, k]
-                acc = 0.0
-                if i > 0:
-                    d = phase[i - 1, j, k] - p0
-                    acc += weights[0] * (d - two_pi * math.floor(d / two_pi + 0.5))
-                if i < nx - 1:
-                    d = phase[i + 1, j, k] - p0
-                    acc += weights[0] * (d - two_pi * math.floor(d / two_pi + 0.5))
-                if j > 0:
-                    d = phase[i, j - 1, k] - p0
-                    acc += weights[1] * (d - two_pi * math.floor(d / two_pi + 0.5))
-                if j < ny - 1:
-                    d = phase[i, j + 1, k] - p0
-                    acc += weights[1] * (d - two_pi * math.floor(d / two_pi + 0.5))
-                if k > 0:
-                    d = phase[i, j, k - 1] - p0
-                    acc += weights[2] * (d - two_pi * math.floor(d / two_pi + 0.5))
-                if k < nz - 1:
-                    d = phase[i, j, k + 1] - p0
-                    acc += weights[2] * (d - two_pi * math.floor(d / two_pi + 0.5))
-                out[i, j, k] = acc
-
-
 def _remove_linear_trend(values, weight):
     """Subtract the weighted least-squares fit ``a + b·i + c·j + d·k`` (in place, returns ``values``).
 
@@ -184,27 +149,6 @@ def _remove_linear_trend(values, weight):
         trend = trend + (np.float32(b) * ramp).reshape(shape1)
     values -= trend
     return values
-
-
-def _laplacian_unwrap(phase, voxel_size):
-    """Laplacian unwrapping of one wrapped 3-D phase (rad) → smooth phase, zero mean (see module notes)."""
-    shape = phase.shape
-    full = _fft.fast_shape(shape)  # edge-padded to an FFT-friendly size (see _wrapped_laplacian)
-    weights = np.array([1.0 / (v * v) for v in voxel_size])
-    lap = np.zeros(full, np.float32)
-    _wrapped_laplacian(np.ascontiguousarray(phase, dtype=np.float32), weights, lap)
-    spec = sfft.dctn(lap, type=2, workers=_fft.workers())
-    eig = np.zeros([1, 1, 1], np.float32)
-    for axis, (n, w) in enumerate(zip(full, weights)):
-        e = (w * (2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0)).astype(np.float32)
-        shape1 = [1, 1, 1]
-        shape1[axis] = n
-        eig = eig + e.reshape(shape1)
-    eig[0, 0, 0] = 1.0  # the mean is undetermined; set it to 0 below
-    spec /= eig
-    spec[0, 0, 0] = 0.0
-    unwrapped = sfft.idctn(spec, type=2, workers=_fft.workers())
-    return unwrapped[: shape[0], : shape[1], : shape[2]].astype(np.float32, copy=False)
 
 
 def _robust_rescale(values, new_min, new_max):

@@ -21,7 +21,6 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
-from . import _fft
 
 __all__ = ["romeo", "romeo_quality", "laplacian"]
 
@@ -563,29 +562,19 @@ def romeo_quality(phase, *, magnitude=None, mask=None, phase2=None, echo_times=N
     return q.reshape(p.shape)
 
 
-def _laplacian_eigenvalues(shape, voxel_size):
-    """Eigenvalues of the 7-point discrete Laplacian on the periodic grid (rfftn half spectrum)."""
-    axes = []
-    for ax, (n, h) in enumerate(zip(shape, voxel_size)):
-        f = np.fft.rfftfreq(n) if ax == len(shape) - 1 else np.fft.fftfreq(n)
-        axes.append(((2.0 * np.cos(2.0 * np.pi * f) - 2.0) / (h * h)).astype(np.float32))
-    return axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]
+def laplacian(phase, *, voxel_size, mask=None, congruent: bool = False) -> np.ndarray:
+    """Laplacian phase unwrapping: least squares on the wrapped neighbour differences.
 
-
-def laplacian(phase, *, voxel_size, mask=None, pad: int | None = None, congruent: bool = False) -> np.ndarray:
-    """Laplacian phase unwrapping (Schofield & Zhu 2003, doi:10.1364/OL.28.001194).
-
-    Solves ∇²φ = cos ψ ∇² sin ψ − sin ψ ∇² cos ψ (ψ the wrapped phase) with FFTs. The 7-point
-    discrete Laplacian is used in both directions, so its right-hand side equals Σ sin(ψ_n − ψ),
-    summed over the 6 neighbours n: insensitive to wraps. The volume is mirror-padded
-    (``pad`` voxels on each side, default max(8, N/4) per axis) so the periodic FFT boundary sits
-    away from the data.
-
-    The result is smooth but *not* congruent with the input: it differs from the true phase by a
-    harmonic function (∇² = 0; a constant plus slowly varying terms fixed by the boundary) and
-    under-estimates steep phase where neighbour differences approach π. Background-field removal
-    removes harmonic terms, which is why this is acceptable in QSM. With ``congruent=True`` the
-    result is snapped to wrapped + 2π·round((laplacian − wrapped)/2π).
+    Solves ∇²φ = Σ_n wrap(ψ_n − ψ) (ψ the wrapped phase, n its 6 neighbours) with Neumann boundaries
+    by the DCT Poisson solver of Ghiglia & Romero 1994 (doi:10.1364/JOSAA.11.000107), the Laplacian
+    formulation of Schofield & Zhu 2003 (doi:10.1364/OL.28.001194):
+    :func:`bids_app.algorithms.primitives.laplacian_unwrap`. The result equals the true phase up to a
+    constant wherever neighbouring differences stay below π. (Schofield & Zhu's
+    ``cos ψ ∇² sin ψ − sin ψ ∇² cos ψ`` right-hand side equals Σ sin(ψ_n − ψ), which damps steep phase:
+    a 2 rad vein came out as 0.90 rad.) Where differences exceed π (noise, phase singularities) the
+    least-squares result is smooth but not congruent with the input; background-field removal removes
+    the harmonic part of that error. With ``congruent=True`` the result is snapped to
+    wrapped + 2π·round((laplacian − wrapped)/2π).
 
     Parameters
     ----------
@@ -595,16 +584,16 @@ def laplacian(phase, *, voxel_size, mask=None, pad: int | None = None, congruent
         Voxel size in mm (the result does not depend on its overall scale, only on anisotropy).
     mask : ndarray of bool, optional
         If given, the result is set to 0 outside it (the unwrapping itself uses all voxels).
-    pad : int, optional
-        Mirror padding per side (voxels).
     congruent : bool
         Return a 2π-congruent result (see above).
 
     Returns
     -------
     ndarray, float32, shape (X, Y, Z)
-        Unwrapped phase (rad), mean-free over the volume before snapping.
+        Unwrapped phase (rad), mean-free over the finite voxels before snapping.
     """
+    from .primitives import laplacian_unwrap
+
     psi = _as3d(phase, "phase").astype(np.float32)
     vs = np.asarray(voxel_size, dtype=np.float64).ravel()
     if vs.size != 3 or np.any(vs <= 0):
@@ -613,23 +602,7 @@ def laplacian(phase, *, voxel_size, mask=None, pad: int | None = None, congruent
         raise ValueError(f"mask shape {np.shape(mask)} does not match phase shape {psi.shape}")
     finite = np.isfinite(psi)
     psi = np.where(finite, psi, np.float32(0))
-    shape = psi.shape
-    pads = [max(8, n // 4) if pad is None else int(pad) for n in shape]
-    target = _fft.fast_shape(shape, minimum_padding=[2 * p for p in pads])
-    widths = [(p, t - n - p) for p, t, n in zip(pads, target, shape)]
-    big = np.pad(psi, widths, mode="symmetric")
-    c, s = np.cos(big), np.sin(big)
-    lam = _laplacian_eigenvalues(target, vs / vs.min())
-    lap_s = _fft.irfftn(_fft.rfftn(s) * lam, target)
-    lap_c = _fft.irfftn(_fft.rfftn(c) * lam, target)
-    rhs = (c * lap_s - s * lap_c).astype(np.float32)
-    del lap_s, lap_c, c, s
-    spec = _fft.rfftn(rhs)
-    lam[0, 0, 0] = 1.0  # the mean is undetermined; set it to 0 below
-    spec /= lam
-    spec[0, 0, 0] = 0
-    full = _fft.irfftn(spec, target).astype(np.float32)
-    out = np.ascontiguousarray(full[tuple(slice(p, p + n) for p, n in zip(pads, shape))])
+    out = np.ascontiguousarray(laplacian_unwrap(psi, vs / vs.min()), dtype=np.float32)
     out -= np.float32(out[finite].mean()) if finite.any() else 0
     if congruent:
         out = psi + np.float32(_TWO_PI) * np.round((out - psi) / np.float32(_TWO_PI))

@@ -1,4 +1,4 @@
-"""Up-front, header-level checks of an acquisition unit (SPEC §3).
+"""Up-front, header-level checks of an acquisition unit (BIDS: dims, affines, EchoTime, finite values).
 
 These run before any processing, on headers and sidecars only (cheap), so that a bad unit is reported
 with one clear message naming the file and the fix, and ``--dry-run`` can show the plan. Data-level

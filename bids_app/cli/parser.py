@@ -1,4 +1,4 @@
-"""Argument parser of ``qsmapp`` (BIDS Apps contract, SPEC §2).
+"""Argument parser of ``qsmapp`` (BIDS Apps contract, Gorgolewski et al. 2017, doi:10.1371/journal.pcbi.1005209).
 
 Options that are processing settings default to ``argparse.SUPPRESS`` so that only the options a
 user actually typed override the premade and the ``--config-file``. Every hyphenated option also
@@ -8,9 +8,12 @@ accepts its QSMxT-style underscore spelling (``--two-pass`` and ``--two_pass``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 from pathlib import Path
 
 from .. import __version__
+from ..config import methods as M
 from ..config import settings as S
 from ..config.premades import PREMADE_DESCRIPTIONS, PREMADES
 from ..errors import UsageError
@@ -23,6 +26,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # noqa: D401 - argparse API
         raise UsageError(f"{message}", hint="see `qsmapp --help`")
+
+
+class _Removed(argparse.Action):
+    """An option of earlier versions: a usage error that says why it went (never silently ignored)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name = self.dest
+        raise UsageError(f"{option_string} was removed: {S.REMOVED_SETTINGS[name]}", hint=f"drop {option_string}")
 
 
 def parse_bool(text) -> bool:
@@ -51,15 +62,50 @@ def _add(group, name, **kwargs):
     group.add_argument(*flags, **kwargs)
 
 
+_RETYPED_DEFAULT = re.compile(r" \(default:? [^)]*\)")
+
+
 def _setting(group, name, **kwargs):
+    """A processing setting; its help ends with the default read from :class:`Settings` (never retyped)."""
     kwargs.setdefault("default", SUPPRESS)
     kwargs.setdefault("dest", name.replace("-", "_"))
+    if kwargs["dest"] in _SETTING_NAMES and getattr(S.Settings(), kwargs["dest"]) is not None:
+        kwargs["help"] = _RETYPED_DEFAULT.sub("", kwargs.get("help", "")) + _default(kwargs["dest"])
     _add(group, name, **kwargs)
 
 
 def _flag(group, name, help):
     """A boolean setting written ``--name``, ``--name on`` or ``--name off``."""
     _setting(group, name, type=parse_bool, nargs="?", const=True, metavar="on|off", help=help)
+
+
+def _default(setting: str) -> str:
+    """`` (default X)`` of a setting, read from the Settings defaults (never retyped here)."""
+    value = getattr(S.Settings(), setting)
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    else:
+        text = "none" if value is None else M.format_default(value)
+    return f" (default {text})"
+
+
+_SETTING_NAMES = {f.name for f in dataclasses.fields(S.Settings)}
+
+
+def _choices(step: str, *extra) -> str:
+    return "{" + ",".join(M.names(step) + extra) + "}"
+
+
+def _registry_option(group, param: M.Param) -> None:
+    """The option of one registry parameter: type, count and help (with its default) from the entry."""
+    kind = float if isinstance(param.default, list) and any(isinstance(v, float) for v in param.default) \
+        else (type(param.default[0]) if isinstance(param.default, list) else type(param.default))
+    kwargs = dict(type=kind, metavar=param.metavar or "V")
+    if isinstance(param.default, list):
+        low, high = param.length or (1, None)
+        kwargs["nargs"] = low if low == high else "+"
+    methods = ", ".join(m.name for m in M.owners(param.setting))
+    _setting(group, param.setting.replace("_", "-"), help=f"[{methods}] {param.help}", **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,80 +148,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     out = parser.add_argument_group("outputs and pipeline")
-    _setting(out, "outputs", nargs="+", metavar="OUTPUT", help=f"outputs to produce: {', '.join(S.OUTPUT_CHOICES)} (default: qsm)")
+    _setting(out, "outputs", nargs="+", metavar="OUTPUT", help=f"outputs to produce: {', '.join(S.OUTPUT_CHOICES)}")
     _setting(
         out,
         "premade",
         metavar="NAME",
         help="premade pipeline to start from, then overridden option by option: "
-        + "; ".join(f"{k}: {v}" for k, v in PREMADE_DESCRIPTIONS.items())
-        + " (default: default)",
+        + "; ".join(f"{k}: {v}" for k, v in PREMADE_DESCRIPTIONS.items()),
     )
 
     mask = parser.add_argument_group("QSM masking")
     _flag(mask, "use-existing-masks", "use brain masks from a derivatives folder of BIDS_DIR when present")
-    _setting(mask, "existing-masks-pipeline", metavar="PATTERN", help="derivatives folder name (glob) to take masks from (default: *)")
+    _setting(mask, "existing-masks-pipeline", metavar="PATTERN", help="derivatives folder name (glob) to take masks from")
     _setting(mask, "masking-algorithm", metavar="{threshold,bet}", help="threshold-based (needed for two-pass) or BET")
     _setting(mask, "masking-input", metavar="{phase,magnitude}", help="threshold the ROMEO phase-quality map or the magnitude")
     _flag(mask, "two-pass", "two-pass artefact reduction (Stewart et al. 2022)")
     _setting(mask, "threshold-algorithm", metavar="{otsu,gaussian}", help="automatic threshold method")
     _setting(mask, "threshold-value", nargs="+", type=float, metavar="V", help="fixed threshold: integer = absolute, 0-1 = histogram fraction; two values = per pass")
-    _setting(mask, "threshold-algorithm-factor", nargs="+", type=float, metavar="F", help="factor(s) applied to the automatic threshold (one per pass; default 1.5 1.3)")
+    _setting(mask, "threshold-algorithm-factor", nargs="+", type=float, metavar="F", help="factor(s) applied to the automatic threshold (one per pass)")
     _setting(mask, "filling-algorithm", metavar="{gaussian,morphological,both,bet,none}", help="hole filling of the threshold mask")
-    _setting(mask, "mask-erosions", nargs="+", type=int, metavar="N", help="erosions per pass (default 2 0)")
+    _setting(mask, "mask-erosions", nargs="+", type=int, metavar="N", help="erosions per pass")
     _flag(mask, "add-bet", "OR an eroded BET mask into the filled mask")
-    _setting(mask, "bet-fractional-intensity", type=float, metavar="F", help="BET fractional intensity (default 0.5)")
+    _setting(mask, "bet-fractional-intensity", type=float, metavar="F", help="BET fractional intensity")
     _flag(mask, "inhomogeneity-correction", "correct magnitude inhomogeneity before masking")
 
     phase = parser.add_argument_group("QSM phase processing")
-    _setting(phase, "obliquity-threshold", type=float, metavar="DEG", help="resample to axial above this obliquity (degrees; -1 disables; default 10)")
+    _add(phase, "obliquity-threshold", action=_Removed, nargs="?", metavar="DEG", default=SUPPRESS,
+         help="removed: " + S.REMOVED_SETTINGS["obliquity_threshold"])
     _flag(phase, "combine-phase", "combine echoes into a B0 map (on) or average per-echo susceptibility maps (off)")
-    _setting(phase, "unwrapping-algorithm", metavar="{romeo,laplacian}", help="phase unwrapping")
+    _setting(phase, "unwrapping-algorithm", metavar=_choices("unwrapping"), help="phase unwrapping")
     _setting(phase, "bipolar-correction", metavar="{auto,on,off}",
              help="remove the odd/even echo phase of bipolar readouts (>= 3 equally spaced echoes); auto = when the "
-                  "data show it (default auto)")
-    _setting(phase, "bf-algorithm", type=_bf_algorithm, metavar="{" + ",".join(S.BF_ALGORITHMS) + ",none}",
-             help="background field removal (default pdf)")
+                  "data show it")
+    _setting(phase, "bf-algorithm", type=_bf_algorithm, metavar=_choices("background", "none"),
+             help="background field removal")
     _setting(phase, "local-field-detrend", metavar="{auto,on,off}",
              help="subtract a low-order polynomial from the local field, for what background removal cannot take "
-                  "out (the phase offset of single-echo data); auto = on for single-echo fields (default auto)")
-    _setting(phase, "local-field-detrend-order", type=int, metavar="N", help="degree of that polynomial (default 2)")
-    _setting(phase, "qsm-algorithm", metavar="{rts,tv,tkd,tikhonov,tgv,nextqsm}", help="dipole inversion")
+                  "out (the phase offset of single-echo data); auto = on for single-echo fields")
+    _setting(phase, "local-field-detrend-order", type=int, metavar="N", help="degree of that polynomial")
+    _setting(phase, "qsm-algorithm", metavar=_choices("inversion"), help="dipole inversion")
     _setting(phase, "qsm-reference", nargs="+", metavar="REF", help="'mean', 'none', or segmentation label names/indices (e.g. CSF)")
     _setting(phase, "b0-strength", type=_optional_float, metavar="TESLA", help="field strength when MagneticFieldStrength is missing from the sidecars")
 
-    algo = parser.add_argument_group("algorithm parameters")
-    _setting(algo, "vsharp-threshold", type=float, metavar="T", help="V-SHARP TSVD threshold (default 0.05)")
-    _setting(algo, "pdf-tol", type=float, metavar="TOL", help="PDF conjugate-gradient tolerance (default 1e-3; 1e-5 gives the same accuracy at ~100x the time)")
-    _setting(algo, "tkd-threshold", type=float, metavar="T", help="TKD truncation threshold (default 0.19)")
-    _setting(algo, "tikhonov-lambda", type=float, metavar="L", help="Tikhonov regularisation weight (default 0.09)")
-    _setting(algo, "rts-delta", type=float, metavar="D", help="RTS ill-conditioned cone threshold (default 0.15)")
-    _setting(algo, "rts-mu", type=float, metavar="MU", help="RTS TV weight (default 1e5)")
-    _setting(algo, "rts-rho", type=float, metavar="RHO", help="RTS ADMM penalty (default 10)")
-    _setting(algo, "rts-tol", type=float, metavar="TOL", help="RTS tolerance (default 1e-4)")
-    _setting(algo, "rts-max-iter", type=int, metavar="N", help="RTS iterations (default 20)")
-    _setting(algo, "rts-lsmr-iter", type=int, metavar="N",
-             help="RTS step-1 LSMR iterations, its regularisation by early stopping (default 12)")
-    _setting(algo, "tv-lambda", type=float, metavar="L", help="TV-ADMM regularisation weight (default 1e-3)")
-    _setting(algo, "tv-tol", type=float, metavar="TOL", help="TV-ADMM tolerance (default 1e-3)")
-    _setting(algo, "tv-max-iter", type=int, metavar="N", help="TV-ADMM iterations (default 250)")
-    _setting(algo, "tgv-alphas", nargs=2, type=float, metavar="A", help="TGV weights alpha1 alpha0 (default 0.0015 0.0005)")
-    _setting(algo, "tgv-iterations", type=int, metavar="N", help="TGV iterations (default 1000)")
-    _setting(algo, "tgv-erosions", type=int, metavar="N", help="TGV mask erosions (default 3)")
+    algo = parser.add_argument_group("algorithm parameters ([the methods that take them]; defaults from the "
+                                     "method registry, bids_app/config/methods.py)")
+    for param in M.parameters():
+        _registry_option(algo, param)
 
     swi = parser.add_argument_group("SWI and T2*/R2*")
-    _setting(swi, "swi-phase-scaling", metavar="{tanh,negative,positive}", help="SWI phase mask (default tanh)")
-    _setting(swi, "swi-strength", type=float, metavar="S", help="SWI phase mask strength (default 4)")
-    _setting(swi, "swi-filter-sigma", nargs=3, type=float, metavar="SIGMA", help="SWI phase high-pass Gaussian sigma in voxels (default 4 4 0)")
-    _setting(swi, "swi-mip-slab", type=int, metavar="N", help="minIP slab thickness in slices (default 7)")
-    _setting(swi, "r2s-method", metavar="{arlo,numart2s,loglinear,nonlinear}", help="R2*/T2* estimation (default arlo)")
+    _setting(swi, "swi-phase-scaling", metavar="{tanh,negative,positive}", help="SWI phase mask")
+    _setting(swi, "swi-strength", type=float, metavar="S", help="SWI phase mask strength")
+    _setting(swi, "swi-filter-sigma", nargs=3, type=float, metavar="SIGMA", help="SWI phase high-pass Gaussian sigma in voxels")
+    _setting(swi, "swi-mip-slab", type=int, metavar="N", help="minIP slab thickness in slices")
+    _setting(swi, "r2s-method", metavar=_choices("r2s"), help="R2*/T2* estimation")
 
     seg = parser.add_argument_group("segmentation and ROI analysis (--outputs seg analysis)")
     _setting(seg, "seg-backend", metavar="{auto,fastsurfer,atlas,tissue}",
              help="labels of the T1w: FastSurfer, a registered labelled template, or Atropos tissue classes; "
-                  "auto = the first available in that order (default auto)")
+                  "auto = the first available in that order")
     _setting(seg, "seg-registration", metavar="{rigid,affine,syn}",
-             help="T1w -> GRE registration: rigid, rigid+affine, or rigid+affine+SyN (default affine)")
+             help="T1w -> GRE registration: rigid, rigid+affine, or rigid+affine+SyN")
     _setting(seg, "seg-template", metavar="DIR|NAME",
              help="atlas backend: a labelled template folder (TemplateFlow layout: *_T1w.nii.gz, *_dseg.nii.gz, "
                   "*_dseg.tsv), or a template name in TEMPLATEFLOW_HOME (default MNI152NLin2009cAsym)")

@@ -47,7 +47,7 @@ def resolve_settings(namespace, argv=None) -> Settings:
 
 
 def main(argv=None) -> int:
-    """Run ``qsmapp``; return the exit code (BIDS Apps codes, SPEC §2)."""
+    """Run ``qsmapp``; return the exit code (the BIDS Apps exit codes of bids_app.errors)."""
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if "--version" in args and any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args):
         print(version_report())  # argparse's --version would exit before it reads -v
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         setup_private_dirs()
     except QsmappError as exc:
         return _report(exc)
-    from ..pipeline.execution import signal_handlers
+    from ..execution import signal_handlers
 
     # SIGTERM/SIGINT/SIGHUP stop every unit and write the summary; a handler is needed for SIGTERM to
     # reach the container's PID 1 at all (docker stop, scancel)

@@ -1,4 +1,5 @@
-"""Premade pipelines (SPEC §5): named sets of settings that differ from ``default``."""
+"""Premade pipelines (after QSMxT's, Stewart et al. 2022, doi:10.1002/mrm.29048): named sets of settings
+that differ from ``default``."""
 
 from __future__ import annotations
 

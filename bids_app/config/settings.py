@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import math
 import types
 import typing
@@ -19,23 +20,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from . import methods as M
+from .methods import Range  # noqa: F401 - part of this module's interface
 
 OUTPUT_CHOICES = ("qsm", "swi", "t2s", "r2s", "seg", "analysis", "fieldmap", "quality")
 MASKING_ALGORITHMS = ("threshold", "bet")
 MASKING_INPUTS = ("phase", "magnitude")
 THRESHOLD_ALGORITHMS = ("otsu", "gaussian")
 FILLING_ALGORITHMS = ("gaussian", "morphological", "both", "bet", "none")
-UNWRAPPING_ALGORITHMS = ("romeo", "laplacian")
-BF_ALGORITHMS = ("pdf", "vsharp", "lbv", "pdf_lbv", "resharp", "sharp", "ismv")
+UNWRAPPING_ALGORITHMS = M.names("unwrapping")
+BF_ALGORITHMS = M.names("background")
 AUTO_ON_OFF = ("auto", "on", "off")
-QSM_ALGORITHMS = ("rts", "tv", "tkd", "tikhonov", "tgv", "nextqsm")
-R2S_METHODS = ("arlo", "numart2s", "loglinear", "nonlinear")
+QSM_ALGORITHMS = M.names("inversion")
+R2S_METHODS = M.names("r2s")
 SWI_PHASE_SCALINGS = ("tanh", "negative", "positive")
 SEG_BACKENDS = ("auto", "fastsurfer", "atlas", "tissue")
 SEG_REGISTRATIONS = ("rigid", "affine", "syn")
 
-# Algorithms that solve unwrapping + background removal + inversion together.
-COMBINED_ALGORITHMS = ("tgv", "nextqsm")
+# Inversions that remove the background field themselves (TGV also unwraps when run per echo).
+COMBINED_ALGORITHMS = tuple(m.name for m in M.methods("inversion") if "background" in m.replaces)
+
+
+def _registry_fields(namespace) -> None:
+    """Add one field per parameter of the method registry (:mod:`bids_app.config.methods`) to a class body."""
+    for p in M.parameters():
+        namespace["__annotations__"][p.setting] = p.annotation
+        namespace[p.setting] = (field(default_factory=functools.partial(list, p.default))
+                                if isinstance(p.default, list) else p.default)
 
 
 @dataclass
@@ -59,7 +70,6 @@ class Settings:
     existing_masks_pipeline: str = "*"
     inhomogeneity_correction: bool = False
     # --- phase processing ----------------------------------------------------------------------
-    obliquity_threshold: float = 10.0
     combine_phase: bool = True
     bipolar_correction: str = "auto"  # odd/even echo phase of bipolar readouts: auto = when detected
     unwrapping_algorithm: str = "romeo"
@@ -69,23 +79,8 @@ class Settings:
     qsm_algorithm: str = "rts"
     qsm_reference: list = field(default_factory=lambda: ["mean"])
     b0_strength: float | None = None
-    # --- algorithm parameters ------------------------------------------------------------------
-    vsharp_threshold: float = 0.05
-    pdf_tol: float = 1e-3
-    tkd_threshold: float = 0.19
-    tikhonov_lambda: float = 0.09
-    rts_delta: float = 0.15
-    rts_mu: float = 1e5
-    rts_rho: float = 10.0
-    rts_tol: float = 1e-4
-    rts_max_iter: int = 20
-    rts_lsmr_iter: int = 12
-    tv_lambda: float = 1e-3
-    tv_tol: float = 1e-3
-    tv_max_iter: int = 250
-    tgv_alphas: list = field(default_factory=lambda: [0.0015, 0.0005])
-    tgv_iterations: int = 1000
-    tgv_erosions: int = 3
+    # --- algorithm parameters: one field per parameter of the method registry ---------------------
+    _registry_fields(locals())
     # --- SWI and T2*/R2* -----------------------------------------------------------------------
     swi_phase_scaling: str = "tanh"
     swi_strength: float = 4.0
@@ -186,47 +181,18 @@ class Settings:
 # list's items when its default is empty or None (otherwise the default's items say it), how many items
 # a list takes, and the range of numbers. A field missing from these tables is still type-checked.
 _ITEM_TYPES = {"threshold_value": float, "outputs": str, "qsm_reference": str}
-_LENGTHS = {"tgv_alphas": (2, 2), "swi_filter_sigma": (3, 3), "threshold_value": (1, 2),
+_LENGTHS = {"swi_filter_sigma": (3, 3), "threshold_value": (1, 2),
             "threshold_algorithm_factor": (1, 2), "mask_erosions": (1, 2), "outputs": (1, None),
-            "qsm_reference": (1, None)}
+            "qsm_reference": (1, None), **{p.setting: p.length for p in M.parameters() if p.length}}
 
 
-@dataclass(frozen=True)
-class Range:
-    """An interval of allowed numbers; ``low_open``/``high_open`` exclude the bound itself."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __contains__(self, value) -> bool:
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            return False
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            return False
-        return True
-
-    def describe(self) -> str:
-        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
-        high = None if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
-        return " and ".join(x for x in (low, high) if x)
-
-
-_POSITIVE = Range(0, None, low_open=True)
-_FRACTION = Range(0, 1, low_open=True, high_open=True)
-_AT_LEAST_1 = Range(1)
-_NON_NEGATIVE = Range(0)
+_POSITIVE, _FRACTION, _AT_LEAST_1, _NON_NEGATIVE = M.POSITIVE, M.FRACTION, M.AT_LEAST_1, M.NON_NEGATIVE
 RANGES = {
     "threshold_value": _NON_NEGATIVE, "threshold_algorithm_factor": _POSITIVE, "mask_erosions": _NON_NEGATIVE,
-    "bet_fractional_intensity": _FRACTION, "obliquity_threshold": Range(-1, 90),
+    "bet_fractional_intensity": _FRACTION, 
     "local_field_detrend_order": Range(0, 4), "b0_strength": Range(0, 30, low_open=True),
-    "vsharp_threshold": _FRACTION, "pdf_tol": _FRACTION, "tkd_threshold": Range(0, 1, low_open=True),
-    "tikhonov_lambda": _POSITIVE, "rts_delta": _FRACTION, "rts_mu": _POSITIVE, "rts_rho": _POSITIVE,
-    "rts_tol": _FRACTION, "rts_max_iter": _AT_LEAST_1, "tv_lambda": _POSITIVE, "tv_tol": _FRACTION,
-    "tv_max_iter": _AT_LEAST_1, "tgv_alphas": _POSITIVE, "tgv_iterations": _AT_LEAST_1,
-    "tgv_erosions": _NON_NEGATIVE, "swi_strength": _POSITIVE, "swi_filter_sigma": _NON_NEGATIVE,
-    "swi_mip_slab": _AT_LEAST_1,
+    "swi_strength": _POSITIVE, "swi_filter_sigma": _NON_NEGATIVE, "swi_mip_slab": _AT_LEAST_1,
+    **{p.setting: p.range for p in M.parameters() if p.range is not None},  # the method registry's ranges
 }
 _TRUE, _FALSE = ("on", "true"), ("off", "false")
 
@@ -355,6 +321,14 @@ def _choice(option, value, choices, many=False):
             )
 
 
+# Settings of earlier versions that no longer exist, and why (a saved settings file may still hold them).
+REMOVED_SETTINGS = {
+    "obliquity_threshold": "qsmapp does not resample oblique data to an axial grid; it passes each image's B0 "
+                           "direction (from the affine) to background removal and inversion, which is exact at "
+                           "any obliquity",
+}
+
+
 def load_settings_file(path) -> dict:
     """Read a settings JSON (as saved in ``OUTPUT_DIR/logs/``) and return the known fields.
 
@@ -371,6 +345,10 @@ def load_settings_file(path) -> dict:
         data = data["settings"]
     if not isinstance(data, dict):
         raise UsageError(f"--config-file {path} must hold a JSON object of settings")
+    for name, reason in REMOVED_SETTINGS.items():
+        if name in data:
+            logging.getLogger("qsmapp").warning("--config-file %s: %r is ignored: %s", path, name, reason)
+            data = {k: v for k, v in data.items() if k != name}
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(data) - known)
     if unknown:

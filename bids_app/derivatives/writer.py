@@ -1,4 +1,5 @@
-"""Write BIDS derivatives (SPEC §4): names from source entities, NIfTI + JSON sidecars, TSV tables.
+"""Write BIDS derivatives (BIDS specification, "Derivatives"): names from source entities, NIfTI + JSON
+sidecars, TSV tables.
 
 Names are the unit's source entities (minus ``echo`` and ``part``) in BIDS order, then ``space-`` and
 ``desc-`` when given, then the suffix: ``sub-01_ses-1_run-1_desc-singlepass_Chimap.nii.gz``.

@@ -19,7 +19,7 @@ In the last round the shape update is skipped: the template then IS the (sharpen
 warped by the transforms that are returned, so maps carried with those transforms line up with it exactly.
 
 Registrations of different participants run in parallel processes (spawn pool of
-:func:`bids_app.pipeline.execution.run_units`); everything else runs in the calling process. Images are
+:func:`bids_app.execution.run_units`); everything else runs in the calling process. Images are
 exchanged through NIfTI files under ``work_dir``.
 """
 
@@ -173,7 +173,7 @@ def _register_syn_cc(fixed, fixed_affine, moving, moving_affine, out_prefix) -> 
 
 def _register_task(task: _RegistrationTask):
     """Worker: register ``task.moving`` to ``task.fixed``; save the warped image; return the transforms."""
-    from ..pipeline.execution import UnitResult
+    from ..execution import UnitResult
 
     fixed, moving = nib.load(task.fixed), nib.load(task.moving)
     fixed_data = np.asarray(fixed.dataobj, dtype=np.float32)
@@ -191,7 +191,7 @@ def _register_task(task: _RegistrationTask):
 
 def _register_all(names, inputs, target_path, stage_dir, kind, *, n_procs, threads, log_level):
     """Register every input to the target in parallel; (registrations, warped arrays, failures)."""
-    from ..pipeline.execution import run_units
+    from ..execution import run_units
 
     tasks = [_RegistrationTask(name=name, fixed=str(target_path), moving=str(inputs[name]),
                                out_prefix=str(stage_dir / f"{name}_"), kind=kind,

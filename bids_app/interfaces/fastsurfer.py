@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DataError, UsageError
-from ..segmentation.lookup import FREESURFER_NAMES, read_lookup
+from ..labels import FREESURFER_NAMES, read_lookup
 
 LOGGER = logging.getLogger("qsmapp")
 

@@ -1,4 +1,5 @@
-"""SWI (+ minIP) and T2*/R2* maps of one unit (SPEC §5 SWI, T2*/R2*)."""
+"""SWI (+ minIP) and T2*/R2* maps of one unit (CLEAR-SWI, doi:10.1016/j.neuroimage.2021.118175; the R2*
+methods of the registry)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,23 @@ import numpy as np
 
 from ..errors import DataError
 
-_R2S_REFERENCES = {
-    "arlo": "Pei M, et al. Magn Reson Med 2015. doi:10.1002/mrm.25137",
-    "numart2s": "Hagberg GE, et al. Magn Reson Med 2002. doi:10.1002/mrm.10283",
-    "loglinear": "weighted log-linear least squares (weights S^2)",
-    "nonlinear": "mono-exponential nonlinear least squares (Levenberg-Marquardt)",
-}
+def _r2s_reference(name: str) -> str:
+    from ..citations import CITATIONS
+    from ..config import methods
+
+    return CITATIONS[methods.get("r2s", name).citations[0]]
 
 
 def contrast_outputs(task, writer, data, progress, qc) -> list:
-    from .participant import base_sidecar
+    from ..derivatives.sidecars import base_sidecar
 
-    settings = task.settings
+    settings, info = task.settings, task.info
     requested = set(settings.outputs)
     written = []
     if "swi" in requested:
-        written += _swi(task, writer, data, progress, base_sidecar(task, writer), qc)
+        written += _swi(task, writer, data, progress, base_sidecar(info, writer), qc)
     if requested & {"t2s", "r2s"}:
-        written += _relaxometry(task, writer, data, progress, base_sidecar(task, writer, parts=("magnitude",)), qc)
+        written += _relaxometry(task, writer, data, progress, base_sidecar(info, writer, parts=("magnitude",)), qc)
     return written + [p.with_name(p.name.replace(".nii.gz", ".json")) for p in written]
 
 
@@ -66,7 +66,7 @@ def _relaxometry(task, writer, data, progress, sidecar, qc) -> list:
     if failures:
         progress.warning("R2* fit failed in %d voxel(s) (set to 0)", int(failures))
     parameters = {"EstimationAlgorithm": settings.r2s_method,
-                  "EstimationReference": _R2S_REFERENCES[settings.r2s_method],
+                  "EstimationReference": _r2s_reference(settings.r2s_method),
                   "FitFailures": int(failures), "ValidRange": "R2* in [0, 1000] 1/s; failed fits are 0"}
     written = []
     if "r2s" in settings.outputs:

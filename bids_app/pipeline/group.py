@@ -1,4 +1,4 @@
-"""Group level (SPEC §5 Group level): study template, maps in template space, group ROI tables and plots.
+"""Group level: study template, maps in template space, group ROI tables and plots.
 
 Reads the participant outputs in OUTPUT_DIR (never modifies them) and the first-echo GRE magnitudes in
 BIDS_DIR; writes everything under ``OUTPUT_DIR/group/`` (atomic writes) plus the run log and provenance
@@ -41,7 +41,7 @@ from ..group.plots import roi_distribution_plot
 from ..group.tables import (KIND_UNITS, LONG_COLUMNS, long_sidecar, long_table, read_roistats, wide_sidecar,
                             wide_table)
 from ..group.template import build_template, majority_labels, normalise_intensity, to_template
-from .execution import UnitResult, attach_run_log, make_work_root
+from ..execution import UnitResult, attach_run_log, make_work_root
 
 LOGGER = logging.getLogger("qsmapp")
 

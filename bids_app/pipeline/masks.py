@@ -1,4 +1,5 @@
-"""Brain masks for QSM: threshold (phase quality or magnitude) or BET, per pass (SPEC §5 Masking)."""
+"""Brain masks for QSM: threshold (phase quality or magnitude) or BET, per pass
+(two-pass: Stewart et al. 2022, doi:10.1002/mrm.29048)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from ..derivatives.provenance import write_run_provenance
 from ..errors import CannotCreateOutputError, DataError, Interrupted, NoInputError, QsmappError, UsageError
 from ..interfaces.bids_validator import validate_dataset
 from . import plan as planning
-from .execution import UnitResult, attach_run_log, exit_code_of, make_work_root, run_units, summary_table
+from ..execution import UnitResult, attach_run_log, exit_code_of, make_work_root, run_units, summary_table
 from .locking import UnitLock
 
 LOGGER = logging.getLogger("qsmapp")
@@ -202,7 +202,7 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     code = interrupted.exit_code if interrupted is not None else exit_code_of(results)
     try:
         write_run_provenance(output_dir, run_id=run_id, settings=settings, command=command, results=results,
-                             citations=planning.citation_keys(settings, results))
+                             citations=planning.citation_keys(settings, infos))
         if interrupted is None:  # after the summary: the reports list the failed units
             _write_reports(output_dir, {info.unit.subject for info in infos})
     except QsmappError as exc:  # e.g. the disk is full: the table above is all there is

@@ -12,42 +12,21 @@ from ..bids.existing_masks import find_existing_mask, load_existing_mask
 from ..bids.loading import load_gre
 from ..derivatives import DerivativesWriter
 from ..derivatives.atomic import remove_stale_temporaries
+from ..derivatives.sidecars import base_sidecar as _base_sidecar
 from ..errors import DataError
 from . import resume
-from .execution import UnitResult
+from ..execution import UnitResult
 from .progress import UnitProgress
 
 LOGGER = logging.getLogger("qsmapp")
 
-_QSM_REFERENCES = {
-    "rts": "Kames C, et al. NeuroImage 2018. doi:10.1016/j.neuroimage.2017.11.018",
-    "tv": "Bilgic B, et al. Magn Reson Med 2014. doi:10.1002/mrm.25029",
-    "tkd": "Shmueli K, et al. Magn Reson Med 2009. doi:10.1002/mrm.22135",
-    "tikhonov": "Bilgic B, et al. J Magn Reson Imaging 2014. doi:10.1002/jmri.24365",
-    "tgv": "Langkammer C, et al. NeuroImage 2015. doi:10.1016/j.neuroimage.2015.02.041",
-    "nextqsm": "Cognolato F, et al. Med Image Anal 2023. doi:10.1016/j.media.2022.102700",
-}
-
-
 def base_sidecar(task, writer: DerivativesWriter, *, parts=("magnitude", "phase")) -> dict:
-    """Sidecar fields common to every map of a unit; ``Sources`` lists the input files of ``parts``."""
-    info = task.info
-    sources = [getattr(e, part) for e in info.unit.echoes for part in parts if getattr(e, part) is not None]
-    sidecar = {
-        "Sources": [writer.source_uri(p) for p in dict.fromkeys(sources)],
-        "SkullStripped": False,
-        "EchoTime": list(info.echo_times),
-        "B0Direction": list(info.b0_dir),
-        "Obliquity": round(info.obliquity, 3),
-        "GeneratedBy": [writer.generated_by()],
-    }
-    if info.field_strength is not None:
-        sidecar["MagneticFieldStrength"] = info.field_strength
-    return sidecar
+    """:func:`bids_app.derivatives.sidecars.base_sidecar` of the task's unit."""
+    return _base_sidecar(task.info, writer, parts=parts)
 
 
 def _attach_unit_log(output_dir: Path, unit_name: str) -> logging.Handler:
-    from .execution import LOG_FORMAT
+    from ..execution import LOG_FORMAT
 
     path = Path(output_dir) / "logs" / "units" / f"{unit_name}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +242,7 @@ def _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters) -
 
 
 def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
+    from .plan import resolve_qsm
     from .qsm import reconstruct
 
     info, settings = task.info, task.settings
@@ -275,26 +255,19 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
             existing = load_existing_mask(path, info.shape, info.affine)
         else:
             progress.warning("no existing mask found in derivatives/%s: computing one", settings.existing_masks_pipeline)
+    plan = resolve_qsm(settings, info.n_echoes, existing_mask=existing is not None)
     try:
         result = reconstruct(data, info, settings, progress, existing_mask=existing, segmentation=segmentation,
-                             nextqsm_weights=task.nextqsm_weights, device=task.device)
+                             nextqsm_weights=task.nextqsm_weights, device=task.device, plan=plan)
     except ValueError as exc:  # algorithm input checks: bad data for this unit
         raise DataError(f"{info.unit.name}: {exc}") from None
     qc.update(chi=result.chi, mask=result.mask, local_field=result.local_field_ppm, quality=result.quality)
     sidecar = base_sidecar(task, writer)
     qsm_parameters = {
         "Units": "ppm",
-        "EstimationAlgorithm": settings.qsm_algorithm,
-        "EstimationReference": _QSM_REFERENCES.get(settings.qsm_algorithm, ""),
         "Premade": settings.premade,
-        "UnwrappingAlgorithm": settings.unwrapping_algorithm,
-        "CombinePhase": settings.combine_phase,
-        "BackgroundFieldRemoval": settings.bf_algorithm,
-        "TwoPass": settings.two_pass,
+        **plan.sidecar(settings),  # the methods that ran, their parameters and reference
         "QSMReference": settings.qsm_reference,
-        "Parameters": {k: v for k, v in settings.to_dict().items()
-                       if k.split("_")[0] in ("rts", "tv", "tkd", "tikhonov", "tgv", "pdf", "vsharp")
-                       or k.startswith("local_field_detrend") or k == "bipolar_correction"},
         **result.parameters,
     }
     written = []

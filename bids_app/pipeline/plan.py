@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from ..config import Settings
-from ..config.settings import COMBINED_ALGORITHMS
+from ..citations import CITATIONS
+from ..config import Settings, methods
 
 _BYTES_PER_VOXEL_ECHO = 4 * 6  # magnitude + phase + unwrapped + working copies, float32
 _BYTES_PER_VOXEL = 4 * 40  # FFT buffers and iterative-solver state
@@ -13,45 +14,176 @@ _BYTES_PER_VOXEL = 4 * 40  # FFT buffers and iterative-solver state
 _NEXTQSM_BYTES_PER_PADDED_VOXEL = 700
 
 
-def qsm_steps(settings: Settings, n_echoes: int) -> list[str]:
-    steps = []
-    if settings.use_existing_masks:
-        steps.append(f"mask: existing mask from derivatives/{settings.existing_masks_pipeline} if present, else:")
-    if settings.masking_algorithm == "bet":
-        steps.append(f"mask: BET on magnitude (f={settings.bet_fractional_intensity}), erosions {settings.mask_erosions[0]}")
-    else:
-        source = "ROMEO phase quality" if settings.masking_input == "phase" else "magnitude"
-        if settings.threshold_value:
-            how = f"fixed {settings.threshold_value}"
-        else:
-            how = f"{settings.threshold_algorithm} x {settings.threshold_algorithm_factor}"
-        steps.append(f"mask: threshold on {source} ({how}), filling {settings.filling_algorithm}"
-                     f"{' + BET' if settings.add_bet else ''}, erosions {settings.mask_erosions}")
-    if settings.qsm_algorithm in COMBINED_ALGORITHMS:
-        if settings.combine_phase and n_echoes > 1:
-            steps.append(f"echo combination: {settings.unwrapping_algorithm} B0 map (phase offset removed)")
-        steps.append(f"QSM: {settings.qsm_algorithm} (unwrapping, background removal and inversion combined)")
-    else:
-        if settings.combine_phase or n_echoes == 1:
-            steps.append(f"B0 map: {settings.unwrapping_algorithm} unwrapping, "
-                         f"{'MCPC-3D-S offset removal, weighted echo fit' if n_echoes > 1 else 'single echo'}")
-            if n_echoes >= 3 and settings.bipolar_correction != "off":
+def detrend_active(settings, n_echoes: int) -> bool:
+    """Whether the local field is detrended: ``on``, or ``auto`` for fields of one echo each."""
+    if settings.local_field_detrend == "auto":
+        return n_echoes == 1 or not settings.combine_phase
+    return settings.local_field_detrend == "on"
+
+
+@dataclass(frozen=True)
+class QsmPlan:
+    """What the QSM pipeline of one unit runs, resolved once from the settings and the unit's inputs.
+
+    Execution (:func:`bids_app.pipeline.qsm.reconstruct`), the dry run, the sidecars and the citations all
+    read this object; none of them re-derives it from the settings.
+    """
+
+    n_echoes: int | None  # None: not known (e.g. citations of a run without units): taken as multi-echo
+    field: str  # "b0": one B0 map of all echoes; "per_echo": one field per echo; "wrapped": none (TGV per echo)
+    unwrapping: str | None  # registry name, or None when the inversion works from the wrapped phase
+    bipolar: bool  # the bipolar correction is considered (B0 map of >= 3 echoes, not off)
+    background: str | None  # registry name, or None when the inversion removes the background itself
+    detrend: bool
+    inversion: str
+    two_pass: bool
+    existing_mask: bool | None  # True: an existing mask is used; None: not known yet (dry run)
+
+    @property
+    def inversion_method(self) -> methods.Method:
+        return methods.get("inversion", self.inversion)
+
+    @property
+    def background_method(self) -> methods.Method | None:
+        return None if self.background is None else methods.get("background", self.background)
+
+    @property
+    def unwrapping_method(self) -> methods.Method | None:
+        return None if self.unwrapping is None else methods.get("unwrapping", self.unwrapping)
+
+    @property
+    def uses_phase_offset_removal(self) -> bool:
+        return self.field == "b0" and (self.n_echoes is None or self.n_echoes >= 2)
+
+    def ran(self) -> tuple:
+        """The registry methods this plan runs."""
+        return tuple(m for m in (self.unwrapping_method, self.background_method, self.inversion_method) if m)
+
+    def parameters(self, settings: Settings) -> dict:
+        """Sidecar ``Parameters``: the settings of the methods and steps that run, and only those."""
+        result = {}
+        for method in self.ran():
+            result.update(method.parameters(settings))
+        if self.background is not None:
+            result["local_field_detrend"] = settings.local_field_detrend
+            if self.detrend:
+                result["local_field_detrend_order"] = settings.local_field_detrend_order
+        if self.field == "b0":
+            result["bipolar_correction"] = settings.bipolar_correction
+        return result
+
+    def sidecar(self, settings: Settings) -> dict:
+        """Sidecar fields of the QSM maps that describe the pipeline."""
+        inversion = self.inversion_method
+        return {
+            "EstimationAlgorithm": inversion.name,
+            "EstimationReference": CITATIONS[inversion.citations[0]],
+            "UnwrappingAlgorithm": self.unwrapping or f"none ({inversion.name} works from the wrapped phase)",
+            "CombinePhase": settings.combine_phase,
+            "BackgroundFieldRemoval": self.background or f"{inversion.name} (part of the inversion)",
+            "TwoPass": self.two_pass,
+            "Parameters": self.parameters(settings),
+        }
+
+    def citation_keys(self) -> list:
+        keys = []
+        if self.unwrapping_method is not None:
+            keys += self.unwrapping_method.citations
+        if self.uses_phase_offset_removal:
+            keys.append("mcpc3ds")
+        for method in (self.background_method, self.inversion_method):
+            if method is not None:
+                keys += method.citations
+        if self.two_pass:
+            keys.append("qsmxt")
+        return keys
+
+    def steps(self, settings: Settings) -> list[str]:
+        """The dry run's lines for this plan."""
+        steps = []
+        if settings.use_existing_masks:
+            where = f"derivatives/{settings.existing_masks_pipeline}"
+            steps.append({True: f"mask: existing mask from {where}", False: f"mask: no existing mask in {where}, so:",
+                          None: f"mask: existing mask from {where} if present, else:"}[self.existing_mask])
+        if not self.existing_mask:
+            steps.append(_mask_step(settings))
+        n = self.n_echoes
+        unwrapping = self.unwrapping_method
+        if self.field == "b0":
+            echoes = "single echo" if n == 1 else "MCPC-3D-S offset removal, weighted echo fit"
+            steps.append(f"B0 map: {self.unwrapping} unwrapping ({unwrapping.title}), {echoes}")
+            if self.bipolar and (n is None or n >= 3):
                 steps.append("bipolar readout correction: " + ("on" if settings.bipolar_correction == "on"
                                                                else "auto (when the odd/even echo phase shows it)"))
+        elif self.field == "per_echo":
+            steps.append(f"per-echo field: {self.unwrapping} unwrapping ({unwrapping.title}) of each of "
+                         f"{n if n else 'the'} echoes")
+        inversion = self.inversion_method
+        if self.background is None:
+            done = "unwrapping, background removal and inversion" if self.unwrapping is None else \
+                "background removal and inversion"
+            steps.append(f"QSM: {inversion.name} ({inversion.title}; {done} combined)"
+                         + (" per echo, maps averaged" if self.field == "wrapped" and n != 1 else ""))
         else:
-            steps.append(f"per-echo field: {settings.unwrapping_algorithm} unwrapping of each of {n_echoes} echoes")
-        steps.append(f"background removal: {settings.bf_algorithm}")
-        from .qsm import detrend_active
+            background = self.background_method
+            steps.append(f"background removal: {background.name} ({background.title})"
+                         + _parameter_text(background, settings))
+            if self.detrend:
+                steps.append(f"local-field detrend: polynomial of degree {settings.local_field_detrend_order} "
+                             "(removes the phase offset of single-echo fields)")
+            steps.append(f"inversion: {inversion.name} ({inversion.title})" + _parameter_text(inversion, settings)
+                         + ("" if self.field == "b0" else " per echo, susceptibility maps averaged"))
+        if self.two_pass:
+            steps.append("two-pass artefact reduction: second pass on the reliable (unfilled) mask, merged")
+        elif settings.two_pass and self.existing_mask:
+            steps.append("two-pass artefact reduction: off (an existing mask has no reliable/filled pair)")
+        steps.append(f"referencing: {' '.join(settings.qsm_reference)}")
+        return steps
 
-        if detrend_active(settings, n_echoes):
-            steps.append(f"local-field detrend: polynomial of degree {settings.local_field_detrend_order} "
-                         "(removes the phase offset of single-echo fields)")
-        steps.append(f"inversion: {settings.qsm_algorithm}" + ("" if settings.combine_phase or n_echoes == 1
-                                                              else " per echo, susceptibility maps averaged"))
-    if settings.two_pass:
-        steps.append("two-pass artefact reduction: second pass on the reliable (unfilled) mask, merged")
-    steps.append(f"referencing: {' '.join(settings.qsm_reference)}")
-    return steps
+
+def _parameter_text(method, settings) -> str:
+    values = method.parameters(settings)
+    return "" if not values else ": " + ", ".join(f"{k} {methods.format_default(v)}" for k, v in values.items())
+
+
+def _mask_step(settings) -> str:
+    if settings.masking_algorithm == "bet":
+        return f"mask: BET on magnitude (f={settings.bet_fractional_intensity}), erosions {settings.mask_erosions[0]}"
+    source = "ROMEO phase quality" if settings.masking_input == "phase" else "magnitude"
+    if settings.threshold_value:
+        how = f"fixed {settings.threshold_value}"
+    else:
+        how = f"{settings.threshold_algorithm} x {settings.threshold_algorithm_factor}"
+    return (f"mask: threshold on {source} ({how}), filling {settings.filling_algorithm}"
+            f"{' + BET' if settings.add_bet else ''}, erosions {settings.mask_erosions}")
+
+
+def resolve_qsm(settings: Settings, n_echoes: int | None, *, existing_mask: bool | None = None) -> QsmPlan:
+    """The :class:`QsmPlan` of a unit with ``n_echoes`` echoes (None: unknown, taken as several).
+
+    ``existing_mask``: whether ``--use-existing-masks`` found a mask for the unit (None: not looked up).
+    An existing mask is one mask: two-pass has no reliable/filled pair to work with and does not run.
+    """
+    inversion = methods.get("inversion", settings.qsm_algorithm)
+    several = n_echoes is None or n_echoes > 1
+    combined = settings.combine_phase or not several
+    if inversion.name == "tgv" and not (settings.combine_phase and several):
+        field_kind, unwrapping = "wrapped", None  # TGV's own Laplacian of each echo's wrapped phase
+    else:
+        field_kind, unwrapping = ("b0" if combined else "per_echo"), settings.unwrapping_algorithm
+    background = None if "background" in inversion.replaces else settings.bf_algorithm
+    existing = existing_mask if settings.use_existing_masks else False
+    return QsmPlan(
+        n_echoes=n_echoes, field=field_kind, unwrapping=unwrapping,
+        bipolar=field_kind == "b0" and settings.bipolar_correction != "off",
+        background=background,
+        detrend=background is not None and detrend_active(settings, 1 if n_echoes == 1 else (n_echoes or 2)),
+        inversion=inversion.name, two_pass=bool(settings.two_pass) and not existing, existing_mask=existing,
+    )
+
+
+def qsm_steps(settings: Settings, n_echoes: int, *, existing_mask: bool | None = None) -> list[str]:
+    return resolve_qsm(settings, n_echoes, existing_mask=existing_mask).steps(settings)
 
 
 def unit_steps(info, settings: Settings) -> list[str]:
@@ -127,8 +259,12 @@ def parallel_units(infos, options, settings: Settings | None = None) -> int:
     return n
 
 
-def citation_keys(settings: Settings, results) -> list[str]:
-    """References of the methods this run used (only outputs that were requested)."""
+def citation_keys(settings: Settings, infos=None) -> list[str]:
+    """References of the methods this run used (only outputs that were requested).
+
+    ``infos``: the units of the run; the QSM citations are those of each unit's :class:`QsmPlan` (without
+    units, the plan of a multi-echo unit).
+    """
     from ..segmentation import available_backend
 
     keys = []
@@ -141,17 +277,13 @@ def citation_keys(settings: Settings, results) -> list[str]:
                 keys.append("otsu" if settings.threshold_algorithm == "otsu" else "gaussian_threshold")
             if settings.masking_input == "phase":
                 keys.append("romeo")
-        if settings.two_pass:
-            keys.append("qsmxt")
-        if settings.qsm_algorithm in COMBINED_ALGORITHMS:
-            keys.append(settings.qsm_algorithm)
-        else:
-            background = ["pdf", "lbv"] if settings.bf_algorithm == "pdf_lbv" else [settings.bf_algorithm]
-            keys += [settings.unwrapping_algorithm, "mcpc3ds", *background, settings.qsm_algorithm]
+        counts = sorted({info.n_echoes for info in infos}) if infos else [None]
+        for n in counts:
+            keys += resolve_qsm(settings, n).citation_keys()
     if "swi" in settings.outputs:
-        keys += ["clearswi", "laplacian"]
+        keys += ["clearswi", "ghiglia_romero"]
     if "t2s" in settings.outputs or "r2s" in settings.outputs:
-        keys.append(settings.r2s_method if settings.r2s_method in ("arlo", "numart2s") else "arlo")
+        keys += methods.get("r2s", settings.r2s_method).citations
     if settings.needs_segmentation:
         backend = available_backend(settings.seg_backend, template=settings.seg_template)
         keys += ["ants", {"fastsurfer": "fastsurfer", "atlas": "syn", "tissue": "atropos"}[backend]]

@@ -1,4 +1,4 @@
-"""QSM reconstruction of one unit from loaded GRE data (SPEC §5).
+"""QSM reconstruction of one unit from loaded GRE data (pipeline of the QSM consensus, doi:10.1002/mrm.30006).
 
 masks → field (B0 map of all echoes, or per echo) → background removal → inversion → two-pass merge
 → referencing. Pure orchestration of :mod:`bids_app.algorithms`; no file I/O here.
@@ -15,6 +15,7 @@ from ..algorithms.echoes import b0_map, correct_bipolar, detect_bipolar, hz_to_p
 from ..algorithms.unwrap import laplacian
 from ..algorithms.referencing import reference
 from ..config import Settings
+from ..config import methods
 from ..errors import DataError
 from .masks import build_masks
 
@@ -78,70 +79,52 @@ def _bipolar_decision(data, info, settings, mask, progress) -> tuple[bool, str]:
     return False, f"auto: not detected (odd/even phase difference {b_rms:.3f} rad)"
 
 
-def _field_maps_ppm(data, info, settings, mask, progress) -> tuple[list, dict]:
+def _field_maps_ppm(data, info, settings, plan, mask, progress) -> tuple[list, dict]:
     """Total field(s) in ppm — one B0 map of all echoes, or one field per echo (``--combine-phase off``) —
     and the sidecar parameters of that step."""
     tes = np.asarray(info.echo_times, dtype=np.float64)
     magnitude = data.magnitude
-    if settings.combine_phase or len(tes) == 1:
+    if plan.field == "b0":
         bipolar, text = _bipolar_decision(data, info, settings, mask, progress)
-        with progress.step(f"B0 map ({settings.unwrapping_algorithm}, {len(tes)} echo(es))"):
-            b0 = field_hz(data.phase, magnitude, tes, mask=mask, unwrapping=settings.unwrapping_algorithm,
+        with progress.step(f"B0 map ({plan.unwrapping}, {len(tes)} echo(es))"):
+            b0 = field_hz(data.phase, magnitude, tes, mask=mask, unwrapping=plan.unwrapping,
                           voxel_size=info.voxel_size, bipolar=bipolar)
         return [hz_to_ppm(b0, info.field_strength)], {"BipolarCorrection": text}
     fields = []
     for e in range(len(tes)):
-        with progress.step(f"field of echo {e + 1} ({settings.unwrapping_algorithm})"):
+        with progress.step(f"field of echo {e + 1} ({plan.unwrapping})"):
             b0 = field_hz(data.phase[..., e:e + 1], None if magnitude is None else magnitude[..., e:e + 1],
-                          tes[e:e + 1], mask=mask, unwrapping=settings.unwrapping_algorithm,
+                          tes[e:e + 1], mask=mask, unwrapping=plan.unwrapping,
                           voxel_size=info.voxel_size)
         fields.append(hz_to_ppm(b0, info.field_strength))
     return fields, {"BipolarCorrection": "not applicable (echoes processed one by one)"}
 
 
-def _remove_background(field_ppm, mask, info, settings):
-    kwargs = dict(voxel_size=info.voxel_size, b0_dir=info.b0_dir)
-    name = settings.bf_algorithm
-    if name == "vsharp":
-        return background.vsharp(field_ppm, mask, threshold=settings.vsharp_threshold, **kwargs)
-    if name == "pdf":
-        return background.pdf(field_ppm, mask, tol=settings.pdf_tol, **kwargs)
-    if name == "pdf_lbv":
-        return background.pdf_lbv(field_ppm, mask, pdf_tol=settings.pdf_tol, **kwargs)
-    if name in ("lbv", "resharp", "sharp", "ismv"):
-        return getattr(background, name)(field_ppm, mask, **kwargs)
-    raise ValueError(f"{name} is not a background field removal method")
+def _remove_background(field_ppm, mask, info, settings, name=None):
+    """Background field removal with the registry method ``name`` (default ``--bf-algorithm``)."""
+    method = methods.get("background", name or settings.bf_algorithm)
+    return method(field_ppm, mask, settings=settings, voxel_size=info.voxel_size, b0_dir=info.b0_dir)
 
 
 def detrend_active(settings, n_echoes: int) -> bool:
-    """Whether the local field is detrended: ``on``, or ``auto`` for fields of one echo each."""
-    if settings.local_field_detrend == "auto":
-        return n_echoes == 1 or not settings.combine_phase
-    return settings.local_field_detrend == "on"
+    """Whether the local field is detrended (see :func:`bids_app.pipeline.plan.detrend_active`)."""
+    from .plan import detrend_active as active
+
+    return active(settings, n_echoes)
 
 
-def _invert(local_ppm, mask, info, settings):
-    kwargs = dict(voxel_size=info.voxel_size, b0_dir=info.b0_dir)
-    name = settings.qsm_algorithm
-    if name == "rts":
-        return inversion.rts(local_ppm, mask, delta=settings.rts_delta, mu=settings.rts_mu, rho=settings.rts_rho,
-                             tol=settings.rts_tol, max_iter=settings.rts_max_iter,
-                             lsmr_iterations=settings.rts_lsmr_iter, **kwargs)
-    if name == "tv":
-        return inversion.tv(local_ppm, mask, lam=settings.tv_lambda, tol=settings.tv_tol,
-                            max_iter=settings.tv_max_iter, **kwargs)
-    if name == "tkd":
-        return inversion.tkd(local_ppm, mask, threshold=settings.tkd_threshold, **kwargs)
-    if name == "tikhonov":
-        return inversion.tikhonov(local_ppm, mask, lam=settings.tikhonov_lambda, **kwargs)
-    raise ValueError(f"{name} is not a dipole-inversion method")
+def _invert(local_ppm, mask, info, settings, name=None):
+    """Dipole inversion with the registry method ``name`` (default ``--qsm-algorithm``)."""
+    method = methods.get("inversion", name or settings.qsm_algorithm)
+    if method.replaces:
+        raise ValueError(f"{method.name} does not invert a local field (it removes the background itself)")
+    return method(local_ppm, mask, settings=settings, voxel_size=info.voxel_size, b0_dir=info.b0_dir)
 
 
 def _tgv(data, info, settings, mask, fields_ppm):
     """TGV from wrapped phase: per echo, or from the combined B0 map re-wrapped at the mean echo time."""
     kwargs = dict(voxel_size=info.voxel_size, field_strength=info.field_strength, b0_dir=info.b0_dir,
-                  alpha=tuple(settings.tgv_alphas), iterations=settings.tgv_iterations,
-                  erosions=settings.tgv_erosions)
+                  **methods.get("inversion", "tgv").arguments(settings))
     tes = info.echo_times
     if fields_ppm is not None:  # combined: wrap the B0 map's phase at a representative echo time
         te = float(np.mean(tes))
@@ -169,36 +152,35 @@ def _nextqsm(info, mask, fields_ppm, weights, device):
     return np.mean(maps, axis=0).astype(np.float32)
 
 
-def _reconstruct_pass(data, info, settings, mask, fields, progress, label, nextqsm_options=None) -> tuple:
-    """One QSM pass with ``mask`` from precomputed total fields (ppm).
+def _reconstruct_pass(data, info, settings, plan, mask, fields, progress, label, nextqsm_options=None) -> tuple:
+    """One QSM pass with ``mask`` from precomputed total fields (ppm), as ``plan`` says.
 
     Returns (χ ppm, valid-χ mask, local field ppm or None for the combined methods).
     """
-    if settings.qsm_algorithm == "nextqsm":
+    if plan.inversion == "nextqsm":
         with progress.step(f"{label}: NeXtQSM (background removal + inversion)"):
             chi = _nextqsm(info, mask, fields, **(nextqsm_options or {}))
         return chi, mask, None
-    if settings.qsm_algorithm == "tgv":
+    if plan.inversion == "tgv":
         with progress.step(f"{label}: TGV"):
             chi = _tgv(data, info, settings, mask, fields)
         return chi, mask & (chi != 0), None
     chis, masks, locals_ = [], [], []
-    detrend = detrend_active(settings, info.n_echoes)
     for field_ppm in fields:
-        if detrend:  # the phase offset first, so that background removal does not try to explain it
+        if plan.detrend:  # the phase offset first, so that background removal does not try to explain it
             field_ppm, _ = background.polynomial_detrend(field_ppm, mask, voxel_size=info.voxel_size,
                                                          order=settings.local_field_detrend_order)
-        with progress.step(f"{label}: background removal ({settings.bf_algorithm})"):
-            local, local_mask = _remove_background(field_ppm, mask, info, settings)
+        with progress.step(f"{label}: background removal ({plan.background})"):
+            local, local_mask = _remove_background(field_ppm, mask, info, settings, plan.background)
         if not local_mask.any():
             raise DataError("background removal left an empty mask (the brain mask is too small or thin)",
                             hint="use fewer --mask-erosions or --bf-algorithm pdf")
-        if detrend:  # what is left of the fit's own non-harmonic part, and of the offset
+        if plan.detrend:  # what is left of the fit's own non-harmonic part, and of the offset
             with progress.step(f"{label}: local-field detrend (polynomial, degree {settings.local_field_detrend_order})"):
                 local, _ = background.polynomial_detrend(local, local_mask, voxel_size=info.voxel_size,
                                                          order=settings.local_field_detrend_order)
-        with progress.step(f"{label}: inversion ({settings.qsm_algorithm})"):
-            chis.append(_invert(local, local_mask, info, settings))
+        with progress.step(f"{label}: inversion ({plan.inversion})"):
+            chis.append(_invert(local, local_mask, info, settings, plan.inversion))
         masks.append(local_mask)
         locals_.append(local)
     final_mask = np.logical_and.reduce(masks)
@@ -210,8 +192,11 @@ def _reconstruct_pass(data, info, settings, mask, fields, progress, label, nextq
 
 
 def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None, segmentation=None,
-                nextqsm_weights=None, device="auto") -> QsmResult:
+                nextqsm_weights=None, device="auto", plan=None) -> QsmResult:
     """QSM of one unit: masks, total field(s) once, then one pass per mask, merged and referenced.
+
+    ``plan`` (:class:`~bids_app.pipeline.plan.QsmPlan`) says which steps run with which method; by
+    default it is resolved from ``settings``, the unit's echoes and whether ``existing_mask`` is given.
 
     ``segmentation`` (labels on the GRE grid with ``.labels`` and ``.lookup``) is needed when
     ``--qsm-reference`` names labels; without it the map is referenced to its mean, with a warning.
@@ -220,19 +205,24 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
         raise DataError(f"{info.unit.name}: no phase images, QSM is impossible")
     if info.field_strength is None:
         raise DataError(f"{info.unit.name}: MagneticFieldStrength unknown", hint="pass --b0-strength")
+    if plan is None:
+        from .plan import resolve_qsm
+
+        plan = resolve_qsm(settings, info.n_echoes, existing_mask=existing_mask is not None)
     nextqsm_options = {"weights": nextqsm_weights, "device": device}
     with progress.step("masking"):
         pass_masks = build_masks(data, info, settings, existing=existing_mask)
     filled = pass_masks.masks[0]
     # The field is estimated once on the largest (filled) mask; both passes reuse it.
-    tgv_per_echo = settings.qsm_algorithm == "tgv" and not (settings.combine_phase and info.n_echoes > 1)
-    fields, field_parameters = (None, {}) if tgv_per_echo else _field_maps_ppm(data, info, settings, filled, progress)
-    chi1, mask1, local1 = _reconstruct_pass(data, info, settings, filled, fields, progress, "pass 1", nextqsm_options)
+    fields, field_parameters = ((None, {}) if plan.field == "wrapped"
+                                else _field_maps_ppm(data, info, settings, plan, filled, progress))
+    chi1, mask1, local1 = _reconstruct_pass(data, info, settings, plan, filled, fields, progress, "pass 1",
+                                            nextqsm_options)
     chi_single = None
     chi, mask, local = chi1, mask1, local1
-    if settings.two_pass and len(pass_masks.masks) > 1:
+    if plan.two_pass and len(pass_masks.masks) > 1:
         reliable = pass_masks.masks[1] & filled
-        chi2, mask2, local2 = _reconstruct_pass(data, info, settings, reliable, fields, progress, "pass 2",
+        chi2, mask2, local2 = _reconstruct_pass(data, info, settings, plan, reliable, fields, progress, "pass 2",
                                                 nextqsm_options)
         # Stewart 2022: χ₂ inside the reliable mask, χ₁ elsewhere (the holes and the rim).
         chi = np.where(mask2, chi2, chi1).astype(np.float32)
@@ -241,9 +231,9 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
         chi_single = chi1
     parameters = dict(pass_masks.parameters)
     parameters.update(field_parameters)
-    if settings.qsm_algorithm not in ("tgv", "nextqsm"):
+    if plan.background is not None:
         parameters["LocalFieldDetrend"] = (f"polynomial, degree {settings.local_field_detrend_order}"
-                                           if detrend_active(settings, info.n_echoes) else "off")
+                                           if plan.detrend else "off")
     method, labels, used = _reference_method(settings, segmentation, progress)
     parameters["QSMReferenceUsed"] = used
     with progress.step(f"referencing ({used})"):
@@ -262,7 +252,7 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
 
 def _reference_method(settings, segmentation, progress) -> tuple:
     """(method, label indices, description) of the referencing step."""
-    from ..segmentation.lookup import resolve_labels
+    from ..labels import resolve_labels
 
     wanted = settings.reference_labels
     if wanted is None:

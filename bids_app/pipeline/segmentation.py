@@ -1,4 +1,5 @@
-"""Segmentation of one unit in GRE space, and ROI statistics of its maps (SPEC §5 Segmentation, §4).
+"""Segmentation of one unit in GRE space, and ROI statistics of its maps (FastSurfer,
+doi:10.1016/j.neuroimage.2020.117012, or ANTs label propagation).
 
 T1w → labels (FastSurfer / labelled template / tissue classes) → T1w-to-GRE registration (rigid →
 affine [→ SyN]) driven by the first-echo GRE magnitude → labels resampled through the complete transform
@@ -20,7 +21,7 @@ import numpy as np
 from ..algorithms.roistats import COLUMNS, roi_statistics
 from ..errors import DataError
 from ..segmentation import BACKEND_REFERENCES, segment_t1w
-from ..segmentation.lookup import lookup_rows, read_lookup
+from ..labels import lookup_rows, read_lookup
 
 _ROISTATS_UNITS = {"qsm": "ppm", "r2s": "1/s", "t2s": "s"}
 
@@ -49,7 +50,7 @@ def _load_t1w(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
     """Labels of the unit on the GRE grid (written as outputs), or None without a T1w (with a warning)."""
     from ..interfaces.ants import apply_transforms, register_linear_then
-    from .participant import base_sidecar
+    from ..derivatives.sidecars import base_sidecar
 
     info, settings = task.info, task.settings
     unit = info.unit
@@ -78,7 +79,8 @@ def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
         registration, registration_note = _plausible_within_subject(registration, progress)
         labels = apply_transforms(seg.labels, t1w_affine, registration.forward, reference_shape=info.shape,
                                   reference_affine=info.affine, interpolation="label")
-    sources = [writer.source_uri(Path(unit.t1w))] + base_sidecar(task, writer, parts=("magnitude",))["Sources"][:1]
+    magnitude_sources = base_sidecar(task.info, writer, parts=("magnitude",))["Sources"]
+    sources = [writer.source_uri(Path(unit.t1w))] + magnitude_sources[:1]
     common = {"SegmentationBackend": seg.backend, "SegmentationDescription": seg.description,
               "SegmentationReference": BACKEND_REFERENCES[seg.backend], **seg.details}
     written = []

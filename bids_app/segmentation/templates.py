@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import UsageError
-from .lookup import read_lookup
+from ..labels import read_lookup
 
 __all__ = ["DEFAULT_TEMPLATE", "LabelledTemplate", "find_template", "load_template"]
 

@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from ..algorithms import dipole, geometry
 from ..algorithms._validation import unit_b0
+from ..algorithms.primitives import GAMMA_HZ_PER_T
 from .phantom import CHI_AIR_PPM, R2STAR_REFERENCE_FIELD_T, Head, field_source, label_index
 
 __all__ = ["GAMMA_BAR_HZ_PER_T", "simulate_gre", "simulate_t1w", "phase_offset_map", "ppm_to_hz"]
@@ -35,7 +36,7 @@ __all__ = ["GAMMA_BAR_HZ_PER_T", "simulate_gre", "simulate_t1w", "phase_offset_m
 LOGGER = logging.getLogger(__name__)
 
 #: Proton gyromagnetic ratio / 2π (Hz/T).
-GAMMA_BAR_HZ_PER_T = 42.5776e6
+GAMMA_BAR_HZ_PER_T = GAMMA_HZ_PER_T
 
 
 def ppm_to_hz(field_ppm, field_strength):

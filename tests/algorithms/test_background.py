@@ -231,3 +231,36 @@ def test_polynomial_detrend_removes_any_polynomial_of_its_degree(phantom):
     assert np.abs(linear - alone)[mask].max() > 10 * np.abs(with_offset - alone)[mask].max()
     with pytest.raises(ValueError, match="order"):
         bg.polynomial_detrend(local, mask, voxel_size=VS, order=7)
+
+
+def _smv_filtered(values, radius):
+    """(δ − S_r) * values with an independent spatial convolution (the ground truth of smv)."""
+    r = int(radius)
+    offsets = np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1]
+    ball = ((offsets**2).sum(0) <= radius**2 * (1 + 1e-9)).astype(np.float64)
+    return values - ndimage.convolve(values.astype(np.float64), ball / ball.sum(), mode="constant")
+
+
+# measured on this phantom: error 0.0079 against the filtered truth, residual background 0.0079, r 0.93
+def test_smv_returns_the_filtered_local_field_of_the_phantom(phantom):
+    """Ground truth: the SMV high-pass of the true local field, in the mask eroded by the radius."""
+    local, out_mask = bg.smv(phantom["total"], phantom["mask"], voxel_size=VS, radius=5.0)
+    _check_outputs(local, out_mask, phantom["mask"])
+    np.testing.assert_array_equal(out_mask, ndimage.distance_transform_edt(phantom["mask"]) > 5.0)
+    truth = _smv_filtered(phantom["local"], 5.0)
+    error = _relative_error(local, truth, out_mask)
+    assert error < 0.03, error
+    assert np.corrcoef(local[out_mask], phantom["local"][out_mask])[0, 1] > 0.85
+    # the background (~10x the local field) is gone: what is left is far below the local field
+    assert np.abs(local[out_mask]).max() > 0
+    residual = bg.smv(phantom["total"] - phantom["local"], phantom["mask"], voxel_size=VS, radius=5.0)[0]
+    assert np.linalg.norm(residual[out_mask]) < 0.03 * np.linalg.norm(truth[out_mask])
+
+
+def test_smv_removes_harmonic_fields_exactly():
+    n = 40
+    x, y, z = np.meshgrid(*[np.arange(n) - n / 2.0] * 3, indexing="ij")
+    mask = (x / 15) ** 2 + (y / 17) ** 2 + (z / 14) ** 2 <= 1
+    field = (1e-3 * (x * x - y * y) + 2e-3 * x - 1e-3 * z + 0.05).astype(np.float32)
+    local, m = bg.smv(field, mask, voxel_size=VS, radius=4.0)
+    assert m.any() and np.abs(local[m]).max() < 1e-4 * np.abs(field[mask]).max()

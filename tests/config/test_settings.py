@@ -15,7 +15,24 @@ def test_default_premade_matches_consensus_pipeline():
     assert (s.masking_algorithm, s.masking_input, s.two_pass) == ("threshold", "phase", True)
     assert s.threshold_algorithm_factor == [1.5, 1.3] and s.mask_erosions == [2, 0]
     assert (s.filling_algorithm, s.unwrapping_algorithm, s.bf_algorithm, s.qsm_algorithm) == ("both", "romeo", "pdf", "rts")
-    assert s.qsm_reference == ["mean"] and s.obliquity_threshold == 10
+    assert s.qsm_reference == ["mean"]
+
+
+def test_obliquity_threshold_is_removed_with_a_clear_message(tmp_path, caplog):
+    """No setting may be inert: the option used to be accepted and recorded, and nothing read it."""
+    import json
+
+    from bids_app.cli.parser import build_parser
+    from bids_app.config.settings import Settings, load_settings_file
+
+    assert not hasattr(Settings(), "obliquity_threshold")
+    assert "obliquity_threshold" not in vars(build_parser().parse_args(["in", "out", "participant"]))
+    with pytest.raises(UsageError, match="obliquity-threshold was removed: .*B0 direction"):
+        build_parser().parse_args(["in", "out", "participant", "--obliquity-threshold", "10"])
+    saved = tmp_path / "settings.json"
+    saved.write_text(json.dumps({"obliquity_threshold": 10, "two_pass": "off"}))
+    assert load_settings_file(saved) == {"two_pass": False}
+    assert "obliquity_threshold" in caplog.text
 
 
 @pytest.mark.parametrize("name", sorted(PREMADES))
@@ -42,8 +59,15 @@ def test_invalid_combinations_are_usage_errors():
         Settings(bf_algorithm=None, qsm_algorithm="rts").validate()
 
 
-def test_fingerprint_changes_with_settings():
-    assert Settings().fingerprint() == Settings().fingerprint()
+def test_fingerprint_changes_with_settings(tmp_path):
+    import json
+
+    from bids_app.config.settings import load_settings_file
+
+    # a saved settings file reproduces the fingerprint (what --config-file and resume rely on)
+    saved = tmp_path / "settings.json"
+    saved.write_text(json.dumps(Settings(tv_lambda=2e-3).to_dict()))
+    assert Settings(**load_settings_file(saved)).fingerprint() == Settings(tv_lambda=2e-3).fingerprint()
     assert Settings().fingerprint() != Settings(qsm_algorithm="tv").fingerprint()
 
 

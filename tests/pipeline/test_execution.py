@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bids_app.errors import DataError
-from bids_app.pipeline.execution import UnitResult, exit_code_of, run_units, summary_table
+from bids_app.execution import UnitResult, exit_code_of, run_units, summary_table
 
 
 @dataclass

@@ -97,3 +97,13 @@ def test_oblique_acquisition_is_handled():
     info.b0_dir = (0.0, 0.0, 1.0)  # what ignoring obliquity would do
     wrong = reconstruct(data, info, settings, UnitProgress("wrong"))
     assert score(right, truth)[0] < score(wrong, truth)[0] - 5
+
+
+def test_existing_mask_runs_one_pass(case):
+    """An existing mask is one mask: two-pass would re-run on it and write a copy as the single-pass map."""
+    data, info, truth = case
+    settings = premade_settings("default").replace(use_existing_masks=True).validate()
+    mask = ndimage.binary_erosion(truth["brain_mask"], iterations=1)
+    result = reconstruct(data, info, settings, UnitProgress("test"), existing_mask=mask)
+    assert result.chi_single_pass is None
+    assert result.mask.any()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bids_app.segmentation.lookup import FREESURFER_NAMES, lookup_rows, read_lookup, resolve_labels
+from bids_app.labels import FREESURFER_NAMES, lookup_rows, read_lookup, resolve_labels
 
 
 def test_reads_bids_dseg_tsv(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -226,8 +225,7 @@ def test_label_index_unknown_name():
         label_index("hippocampus")
 
 
-def test_default_head_is_fast():
-    make_head(shape=(32, 32, 32))  # warm-up (imports, allocator)
-    start = time.perf_counter()
-    make_head(rng=5, scale=1.05, rotation_deg=(3.0, -4.0, 5.0), warp_amplitude_mm=3.0)
-    assert time.perf_counter() - start < 2.0
+def test_default_head_with_every_deformation():
+    """Runs on the default grid (its speed is measured in benchmarks/bench_wallclock.py)."""
+    head = make_head(rng=5, scale=1.05, rotation_deg=(3.0, -4.0, 5.0), warp_amplitude_mm=3.0)
+    assert head.labels.any() and head.labels.shape == make_head(rng=5).labels.shape

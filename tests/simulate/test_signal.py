@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -205,9 +204,9 @@ def test_invalid_arguments_raise(kwargs, match):
         simulate_gre(small, **kwargs)
 
 
-def test_default_grid_head_and_five_echoes_under_five_seconds():
-    make_head(shape=(32, 32, 32))  # warm-up
-    start = time.perf_counter()
+def test_default_grid_head_and_five_echoes():
+    """Runs on the default grid (its speed is measured in benchmarks/bench_wallclock.py)."""
     head = make_head(rng=1, scale=0.97, rotation_deg=(-3.0, 2.0, 5.0), warp_amplitude_mm=3.0)
-    simulate_gre(head, echo_times=ECHO_TIMES, snr=100, rng=2)
-    assert time.perf_counter() - start < 5.0
+    magnitude, phase, truth = simulate_gre(head, echo_times=ECHO_TIMES, snr=100, rng=2)
+    assert magnitude.shape == phase.shape == head.labels.shape + (len(ECHO_TIMES),)
+    assert np.isfinite(phase).all() and np.isfinite(magnitude).all()

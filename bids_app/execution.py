@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..derivatives.atomic import host_name, pid_alive, write_error
-from ..errors import EXIT_FAILURE, CannotCreateOutputError, Interrupted, QsmappError
+from .derivatives.atomic import host_name, pid_alive, write_error
+from .errors import EXIT_FAILURE, CannotCreateOutputError, Interrupted, QsmappError
 
 LOGGER = logging.getLogger("qsmapp")
 
