@@ -23,7 +23,7 @@ PROBE = """<script id="__qsmapp_probe">
 window.__problems = [];
 window.addEventListener('error', function (e) {
   var t = e.target || {};
-  window.__problems.push(t.src || t.href ? 'resource failed: ' + (t.src || t.href).slice(0, 80) : 'error: ' + e.message);
+  window.__problems.push(t.src || t.href ? 'resource failed: ' + (t.src || t.href).slice(-100) : 'error: ' + e.message);
 }, true);
 (function () { var original = console.error; console.error = function () {
   window.__problems.push('console.error: ' + Array.prototype.join.call(arguments, ' ')); original.apply(console, arguments); }; })();
