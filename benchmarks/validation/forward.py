@@ -214,7 +214,7 @@ def head_model(spec: CaseSpec, h: float) -> HeadModel:
     """The case's head on an isotropic grid of ``h`` mm."""
     rng = np.random.default_rng(spec.seed)
     if spec.source == "phantom":
-        from bids_app.simulate.phantom import CHI_AIR_PPM, make_head
+        from bids_app.simulate.phantom import make_head
 
         fov = (168.0, 192.0, 150.0)
         shape = tuple(int(round(f / h)) for f in fov)

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..errors import EXIT_FAILURE, EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, QsmappError
-from .logging_setup import console_logging
+from ..errors import EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE
+from .logging_setup import console_logging, report_failure
 
 LOGGER = logging.getLogger("qsmapp")
 PROG = "qsmapp-convert"
@@ -93,16 +93,8 @@ def main(argv=None) -> int:
             results = convert(args.input_dir, args.bids_dir, participant_label=args.participant_label,
                              session=args.session, rules=rules, auto=not args.no_auto, dry_run=args.dry_run,
                              phase_units=args.phase_units, overwrite=args.overwrite, input_type=args.input_type)
-        except QsmappError as exc:
-            if args.verbose:
-                LOGGER.exception("%s failed", PROG)
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except Exception as exc:  # noqa: BLE001 - one line unless -v
-            if args.verbose:
-                LOGGER.exception("%s failed", PROG)
-            print(f"{PROG}: error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
-            return EXIT_FAILURE
+        except Exception as exc:  # noqa: BLE001 - one line unless -v (qsmapp's errors with their exit code)
+            return report_failure(PROG, exc, verbose=args.verbose, logger=LOGGER)
     status = EXIT_OK
     for result in results:
         _print_plan(result, args.bids_dir)

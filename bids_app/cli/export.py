@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..errors import EXIT_FAILURE, EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, QsmappError
+from ..errors import EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE
 from .convert import UsageExitParser
-from .logging_setup import console_logging
+from .logging_setup import console_logging, report_failure
 
 LOGGER = logging.getLogger("qsmapp")
 PROG = "qsmapp-export"
@@ -79,16 +79,8 @@ def main(argv=None) -> int:
                 target = args.dicom_dir / relative.parent.parent / path.name[: -len(".nii.gz")]
                 written.append(export_map(kind, path, target, identity=identity, sop_class=args.sop_class,
                                           series_number=args.series_number + index, overwrite=args.overwrite))
-        except QsmappError as exc:
-            if args.verbose:
-                LOGGER.exception("%s failed", PROG)
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except Exception as exc:  # noqa: BLE001 - one line unless -v
-            if args.verbose:
-                LOGGER.exception("%s failed", PROG)
-            print(f"{PROG}: error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
-            return EXIT_FAILURE
+        except Exception as exc:  # noqa: BLE001 - one line unless -v (qsmapp's errors with their exit code)
+            return report_failure(PROG, exc, verbose=args.verbose, logger=LOGGER)
     for folder in written:
         print(f"wrote {folder}")
     print(f"{PROG}: {len(written)} DICOM series in {args.dicom_dir}")

@@ -35,3 +35,17 @@ def console_logging(verbose: int = 0):
             logger.removeHandler(handler)
             logger.setLevel(old_level)
         handler.flush()
+
+
+def report_failure(prog: str, exc: BaseException, *, verbose: int, logger: logging.Logger) -> int:
+    """One line on stderr for an error of ``prog`` (the traceback too with ``-v``); returns the exit code:
+    the error's own for qsmapp's errors, 1 (a bug) for anything else."""
+    from ..errors import EXIT_FAILURE, QsmappError
+
+    if verbose:
+        logger.exception("%s failed", prog)
+    if isinstance(exc, QsmappError):
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"{prog}: error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+    return EXIT_FAILURE

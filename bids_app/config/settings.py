@@ -230,6 +230,18 @@ def field_types() -> dict:
     return result
 
 
+def _finite_number(value):
+    """``value`` (a number or its text) as a finite int/float, or None; booleans are not numbers here."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
 def _scalar(value, kind, name, spelling):
     where = spelling(name)
     if kind is bool:
@@ -242,24 +254,13 @@ def _scalar(value, kind, name, spelling):
             return False
         raise UsageError(f"{where}: {value!r} is not a boolean", hint="use on/off (or true/false)")
     if kind is int:
-        number = value
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                number = None
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) \
-                or number != int(number):
+        number = _finite_number(value)
+        if number is None or number != int(number):
             raise UsageError(f"{where}: {value!r} is not a whole number", hint="give an integer, e.g. 2")
         return int(number)
     if kind is float:
-        number = value
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                number = None
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        number = _finite_number(value)
+        if number is None:
             raise UsageError(f"{where}: {value!r} is not a number", hint="give a finite number, e.g. 0.5")
         return float(number)
     if kind is str:

@@ -12,7 +12,6 @@ robust standard deviations (1.4826 × MAD) from the median of the units.
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..derivatives.atomic import atomic_write_text
 from .iqm import METRICS, flag_of
-from .qc import STYLE, failed_units
+from .qc import STYLE, _read_tsv, failed_units
 
 ROBUST_Z = 3.5
 MIN_UNITS_FOR_ROBUST = 5
@@ -32,14 +31,6 @@ _PLOTTED = [k for k, m in METRICS.items() if m.low is not None or m.high is not 
 
 def _e(value) -> str:
     return html.escape(str(value))
-
-
-def _read_tsv(path) -> list:
-    try:
-        with Path(path).open() as handle:
-            return list(csv.DictReader(handle, delimiter="\t"))
-    except OSError:
-        return []
 
 
 def _number(text):
