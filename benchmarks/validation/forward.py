@@ -144,14 +144,26 @@ def _brain_fansi(h):
 _AAL_DEEP = {71: 0.06, 72: 0.06, 73: 0.07, 74: 0.07, 75: 0.17, 76: 0.17, 77: 0.03, 78: 0.03}
 
 
+def _mni_brain(t1):
+    """Whole-brain mask of the (skull-stripped) MNI152 T1: cerebrum, cerebellum, brainstem, ventricles.
+
+    Not the AAL labels: AAL covers grey matter only, and their closing left the white-matter core and
+    the ventricles outside the "brain" as a cavity open at the base (max depth 20 mm instead of 50 mm),
+    which no QSM brain mask looks like.
+    """
+    tissue = t1 > 0.05 * t1.max()
+    labels, n = ndimage.label(tissue)
+    largest = labels == 1 + int(np.argmax(ndimage.sum(tissue, labels, range(1, n + 1))))
+    return ndimage.binary_fill_holes(ndimage.binary_closing(largest, iterations=2))
+
+
 def _brain_aal(h):
     import nibabel as nib
 
     base = SHARED / "antspy-data" / "data"
     t1 = np.asarray(nib.load(str(_require(base / "mni.nii.gz"))).dataobj, np.float32)
     aal = np.asarray(nib.load(str(base / "mnia.nii.gz")).dataobj).astype(np.int16)
-    brain = ndimage.binary_closing(aal > 0, iterations=3)
-    brain = ndimage.binary_fill_holes(brain)
+    brain = _mni_brain(t1)
     inside = t1[brain]
     wm_level, csf_level = np.percentile(inside, 85), np.percentile(inside, 3)
     # soft tissue classes: fraction of WM by intensity between GM and WM levels

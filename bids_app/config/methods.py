@@ -145,7 +145,7 @@ METHODS: tuple[Method, ...] = (
         Param("rts_rho", "rho", 10.0, "RTS ADMM penalty", POSITIVE, metavar="RHO"),
         Param("rts_tol", "tol", 1e-4, "RTS tolerance", FRACTION, metavar="TOL"),
         Param("rts_max_iter", "max_iter", 20, "RTS iterations", AT_LEAST_1, metavar="N"),
-        Param("rts_lsmr_iter", "lsmr_iterations", 4, "RTS step-1 LSMR iterations, its regularisation by early "
+        Param("rts_lsmr_iter", "lsmr_iterations", 8, "RTS step-1 LSMR iterations, its regularisation by early "
               "stopping", AT_LEAST_1, metavar="N"),
     )),
     Method("inversion", "tv", _INV + "tv", "TV-ADMM", ("tv",), params=(

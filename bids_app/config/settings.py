@@ -73,7 +73,7 @@ class Settings:
     combine_phase: bool = True
     bipolar_correction: str = "auto"  # odd/even echo phase of bipolar readouts: auto = when detected
     unwrapping_algorithm: str = "romeo"
-    bf_algorithm: str | None = "pdf"
+    bf_algorithm: str | None = "pdf_lbv"
     local_field_detrend: str = "auto"  # polynomial detrend of the local field: auto = single-echo fields
     local_field_detrend_order: int = 2
     qsm_algorithm: str = "rts"
