@@ -94,8 +94,9 @@ def test_background_removal_on_the_true_total_field(case, method, max_nrmse):
     assert result["coverage"] > 0.8
 
 
-# χ NRMSE (slope) from the true local field: rts 40.2 % (0.72), tv 30.2 % (0.79), tkd 34.8 % (0.81)
-@pytest.mark.parametrize("method, max_nrmse", [("rts", 47), ("tv", 36), ("tkd", 41)])
+# χ NRMSE (slope) from the true local field: rts 26.8 % (0.86; 40.2 %, 0.72 with 4 LSMR iterations), tv 30.2 %
+# (0.79), tkd 34.8 % (0.81)
+@pytest.mark.parametrize("method, max_nrmse", [("rts", 33), ("tv", 36), ("tkd", 41)])
 def test_inversion_of_the_true_local_field(case, method, max_nrmse):
     chi = getattr(inversion, method)(case.local_ppm, case.mask, **_geometry(case))
     result = scoring.ours(np.where(case.mask, chi, 0), case.chi, case.mask)
@@ -111,8 +112,8 @@ def _full(case, **overrides):
 
 def test_default_pipeline_from_raw_phase(case):
     result, score = _full(case)
-    assert score["nrmse"] < 72 and score["r"] > 0.72, score  # measured 64.8 %, r 0.77 (3 mm voxels)
-    assert score["coverage"] > 0.9 and score["slope"] > 0.45  # measured 0.95, 0.51
+    assert score["nrmse"] < 59 and score["r"] > 0.8, score  # measured 51.8 %, r 0.86 (3 mm voxels)
+    assert score["coverage"] > 0.9 and score["slope"] > 0.58  # measured 0.95, 0.67
     assert result.parameters["BipolarCorrection"].startswith("auto: not detected")
 
 
@@ -120,6 +121,6 @@ def test_bipolar_readout_is_detected_and_corrected(case, bipolar_case):
     result, score = _full(bipolar_case)
     assert result.parameters["BipolarCorrection"].startswith("auto: detected")
     _, clean = _full(case)
-    assert score["nrmse"] < clean["nrmse"] + 8, (score, clean)  # measured 65.0 vs 64.8 %
+    assert score["nrmse"] < clean["nrmse"] + 8, (score, clean)  # measured 51.8 vs 51.8 %
     _, off = _full(bipolar_case, bipolar_correction="off")
-    assert off["nrmse"] > 2 * score["nrmse"], off  # measured 598 %
+    assert off["nrmse"] > 2 * score["nrmse"], off  # measured 682 %
