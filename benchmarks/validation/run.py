@@ -190,13 +190,19 @@ def _table(results, stages, title) -> list[str]:
                     q = r["qsmci"]
                     cells.append(f"{r['ours']['nrmse']:.1f}" + (f" / {q['nrmse']:.1f}" if q else ""))
             lines.append(f"| {name} | {split} | " + " | ".join(cells) + " |")
-        medians = []
-        for stage in stages:
-            values = [row[stage]["ours"]["nrmse"] for row in results.values()
-                      if row["split"] == split and "ours" in row.get(stage, {})]
-            medians.append(f"{np.median(values):.1f}" if values else "–")
-        lines.append(f"| *median* | {split} | " + " | ".join(medians) + " |")
+        lines.append(_median_row(results, stages, split, "*median*", lambda name: True))
+        lines.append(_median_row(results, stages, split, "*median, multi-echo*",
+                                 lambda name: len(BY_NAME[name].echo_times) > 1 if name in BY_NAME else False))
     return lines + [""]
+
+
+def _median_row(results, stages, split, label, keep) -> str:
+    medians = []
+    for stage in stages:
+        values = [row[stage]["ours"]["nrmse"] for name, row in results.items()
+                  if row["split"] == split and keep(name) and "ours" in row.get(stage, {})]
+        medians.append(f"{np.median(values):.1f}" if values else "–")
+    return f"| {label} | {split} | " + " | ".join(medians) + " |"
 
 
 def markdown(results) -> str:
@@ -205,7 +211,11 @@ def markdown(results) -> str:
     for row in results.values():
         all_stages += [k for k in row if k != "split" and k not in all_stages]
     full = [k for k in all_stages if k.startswith("full:")]
-    lines = _table(results, ["b0", "bg:pdf", "inv:rts", *full[:1]], "Stages in isolation and end to end")
+    from bids_app.config import Settings
+
+    defaults = Settings()  # the default methods' columns
+    lines = _table(results, ["b0", f"bg:{defaults.bf_algorithm}", f"inv:{defaults.qsm_algorithm}", *full[:1]],
+                   "Stages in isolation and end to end")
     lines += _table(results, [k for k in all_stages if k.startswith("bg:")],
                     "Background field removal on the true total field, vs the true local field")
     lines += _table(results, [k for k in all_stages if k.startswith("inv:")],

@@ -114,6 +114,11 @@ STEPS = {
     "r2s": "r2s_method",
 }
 
+def _zero_is_auto(value):
+    """A setting of 0 means "let the function choose" (its ``None``)."""
+    return None if value == 0 else value
+
+
 _BG = "bids_app.algorithms.background:"
 _INV = "bids_app.algorithms.inversion:"
 _R2S = "bids_app.algorithms.relaxometry:r2star"
@@ -141,7 +146,8 @@ METHODS: tuple[Method, ...] = (
     # --- dipole inversion ---------------------------------------------------------------------------
     Method("inversion", "rts", _INV + "rts", "rapid two-step (RTS)", ("rts",), params=(
         Param("rts_delta", "delta", 0.15, "RTS ill-conditioned cone threshold", FRACTION, metavar="D"),
-        Param("rts_mu", "mu", 1e5, "RTS TV weight", POSITIVE, metavar="MU"),
+        Param("rts_mu", "mu", 0.0, "RTS step-2 data-consistency weight (1/ppm²) against TV; 0 = from the "
+              "local field's noise, min(1e5, 1.5e-3 / σ²)", NON_NEGATIVE, metavar="MU", to_argument=_zero_is_auto),
         Param("rts_rho", "rho", 10.0, "RTS ADMM penalty", POSITIVE, metavar="RHO"),
         Param("rts_tol", "tol", 1e-4, "RTS tolerance", FRACTION, metavar="TOL"),
         Param("rts_max_iter", "max_iter", 20, "RTS iterations", AT_LEAST_1, metavar="N"),
