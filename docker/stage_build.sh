@@ -51,7 +51,7 @@ else
 fi
 
 # Warm cache: one small participant run compiles every numba kernel of the default pipeline (and builds
-# matplotlib's font list); qsmapp copies it into each run's private cache at start (SPEC: any UID, read-only).
+# matplotlib's font list); qsmapp copies it into each run's private cache at start (the container runs as any UID, read-only).
 NUMBA_CACHE_DIR=/opt/qsmapp/cache/numba MPLCONFIGDIR=/opt/qsmapp/cache/matplotlib HOME=/tmp/warm-home \
     "$PY" "$STAGE/warm_cache.py" /tmp/warm
 rm -rf /tmp/warm /tmp/warm-home

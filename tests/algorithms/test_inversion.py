@@ -4,15 +4,13 @@ Ground truth: an analytic ellipsoid phantom (χ known, field by the k-space dipo
 zero padding, small Gaussian noise), and the 2016 QSM challenge data (COSMOS reference) when present.
 """
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from bids_app.algorithms import _fft, dipole, inversion, metrics
+from tests.realdata import SHARED_DATA
 
-DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+DATA = SHARED_DATA  # ../shared/data or $QSMAPP_SHARED_DATA; tests that need it skip without it
 CHALLENGE = DATA / "qsm-challenge-2016"
 VOX = (1.0, 1.0, 1.0)
 TILTED = (0.0, np.sin(np.radians(20)), np.cos(np.radians(20)))
@@ -293,9 +291,13 @@ def challenge():
 # method → (RMSE % limit on msk, correlation floor); measured: TKD 86.5 / 0.75, Tikhonov 65.2 / 0.77,
 # RTS 63.7 / 0.80, TV 57.9 / 0.82 (RTS and TV: the product target RMSE < 65 %, r ≥ 0.78).
 CHALLENGE_LIMITS = {"tkd": (88.0, 0.74), "tikhonov": (66.0, 0.76), "rts": (65.0, 0.78), "tv": (65.0, 0.78)}
+# RTS's default step-1 LSMR iterations (4) were chosen on this very field (63.7 % at 4, 79.4 % at 12; README,
+# "Independent validation"), so its row is a regression guard of that choice, not evidence that the default
+# generalises: that evidence is the held-out split of benchmarks/validation. No other default was chosen here.
+CHALLENGE_SPLIT = {"tkd": "not-tuned-here", "tikhonov": "not-tuned-here", "rts": "tuned-on", "tv": "not-tuned-here"}
 
 
-@pytest.mark.parametrize("name", list(CHALLENGE_LIMITS))
+@pytest.mark.parametrize("name", list(CHALLENGE_LIMITS), ids=[f"{n}-{CHALLENGE_SPLIT[n]}" for n in CHALLENGE_LIMITS])
 def test_challenge_2016_vs_cosmos(challenge, name):
     field, mask, cosmos, roi, vox = challenge
     out = getattr(inversion, name)(field, mask, voxel_size=vox)
