@@ -10,6 +10,7 @@ EPI premade).
 from __future__ import annotations
 
 import numpy as np
+
 from ._validation import as_image, check_voxel_size
 from .primitives import normalized_gaussian_smooth
 
