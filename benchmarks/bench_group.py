@@ -5,7 +5,7 @@ Simulates N participants (per-subject scale, rotation and smooth warps), runs ``
 
 - time per stage (simulation, participant level, template stages, template-space maps, total group
   level) and the group level as a multiple of one complex64 FFT pair on the template grid, measured in
-  the same run (SPEC §7);
+  the same run;
 - registration quality: NCC of each participant with the affine-only average and with the final template;
 - nuclei position errors: ground-truth labels carried with the written transforms, centroid distance of
   each deep nucleus to the consensus (majority-vote) labels of the template, in mm and voxels.

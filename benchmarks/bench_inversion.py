@@ -1,4 +1,4 @@
-"""Benchmark of dipole inversion (SPEC §5 Inversion, §6 Accuracy, §7 Performance).
+"""Benchmark of dipole inversion.
 
 (a) 2016 QSM challenge local field (160³, 1.06 mm, B0 ∥ z) when its data are present: every method's
     RMSE %, NRMSE %, dNRMSE %, HFEN %, XSIM and correlation vs COSMOS on the challenge mask ``msk``

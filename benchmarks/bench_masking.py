@@ -1,4 +1,4 @@
-"""Benchmark of masking: thresholds, hole filling and BET (SPEC §5 Masking, §7 Performance).
+"""Benchmark of masking: thresholds, hole filling and BET.
 
 Times ``threshold_mask`` (otsu, gaussian), ``fill_holes`` (gaussian, morphological, both) and ``bet``
 on a synthetic GRE-like head (default grid 256×256×176 at 1 mm), each also as a multiple of one

@@ -3,7 +3,7 @@
 Runs ``qsmapp participant`` in-process on one simulated subject for each premade given, and prints the
 NRMSE/dNRMSE/HFEN/XSIM/correlation of the final QSM against the true χ (eroded true brain mask ∩ output
 mask), the time per step from the unit's completion record, and the total time as a multiple of one
-complex64 FFT pair on the same grid measured in the same run (SPEC §7). Peak memory is the process's
+complex64 FFT pair on the same grid measured in the same run. Peak memory is the process's
 maximum resident set size.
 
     python benchmarks/bench_pipeline.py                       # 256×256×176 at 1 mm, default premade

@@ -1,4 +1,4 @@
-"""Benchmark of the segmentation path (SPEC §5 Segmentation; issue acceptance figures).
+"""Benchmark of the segmentation path (the issue's acceptance figures).
 
 A phantom head (default 1 mm, 176×208×160 — a 1 mm T1w field of view) with subject variation, its T1w
 moved by a known rigid motion (8°/−6°/7°, 8/−7/6 mm) relative to the GRE, and the labelled phantom template

@@ -1,4 +1,4 @@
-"""Benchmark of CLEAR-SWI, the minIP and R2* mapping (SPEC §5 "SWI", "T2*/R2*"; §7 Performance).
+"""Benchmark of CLEAR-SWI, the minIP and R2* mapping.
 
 A synthetic 5-echo GRE head (default grid 256×256×176 at 1 mm, echoes 4–28 ms) with a known R2* map
 (white matter 20, grey matter 15, deep grey matter 35, veins 60–100 1/s, smooth ±15 % variation),

@@ -21,11 +21,15 @@ elif [ "${TEMPLATEFLOW_SOURCE}" = none ]; then
     echo "qsmapp build: TemplateFlow templates SKIPPED (TEMPLATEFLOW_SOURCE=none): the atlas backend needs" \
          "--seg-template or a mounted TEMPLATEFLOW_HOME" >&2
 else
-    "$PY" -c "from templateflow import api; \
+    # templateflow is no qsmapp dependency (see pyproject.toml): a throwaway venv, pinned by constraints.txt
+    python3 -m venv /tmp/tf-venv
+    /tmp/tf-venv/bin/pip install -c /opt/qsmapp/constraints.txt templateflow
+    /tmp/tf-venv/bin/python -c "from templateflow import api; \
 api.get('MNI152NLin2009cAsym', resolution=1, suffix='T1w', desc=None); \
 api.get('MNI152NLin2009cAsym', resolution=1, suffix='mask', desc='brain'); \
 api.get('MNI152NLin2009cAsym', resolution=1, atlas='HOSPA', suffix='dseg', extension='.nii.gz'); \
 api.get('MNI152NLin2009cAsym', atlas='HOSPA', suffix='dseg', extension='.tsv')"
+    rm -rf /tmp/tf-venv
 fi
 
 # NeXtQSM weights: a folder or the authors' archive in /inputs/nextqsm-weights, else OSF.
@@ -47,7 +51,7 @@ else
 fi
 
 # Warm cache: one small participant run compiles every numba kernel of the default pipeline (and builds
-# matplotlib's font list); qsmapp copies it into each run's private cache at start (SPEC: any UID, read-only).
+# matplotlib's font list); qsmapp copies it into each run's private cache at start (the container runs as any UID, read-only).
 NUMBA_CACHE_DIR=/opt/qsmapp/cache/numba MPLCONFIGDIR=/opt/qsmapp/cache/matplotlib HOME=/tmp/warm-home \
     "$PY" "$STAGE/warm_cache.py" /tmp/warm
 rm -rf /tmp/warm /tmp/warm-home

@@ -46,6 +46,7 @@ from scipy import ndimage
 from . import _fft
 from ._validation import check_field_mask_voxels, unit_b0
 from .dipole import dipole_kernel
+from .primitives import bounding_box
 
 __all__ = ["vsharp", "sharp", "smv", "pdf", "lbv", "pdf_lbv", "resharp", "ismv", "polynomial_detrend",
            "default_vsharp_radii"]
@@ -76,15 +77,10 @@ def _crop(mask, margin):
     zero-filled working array of ``shape`` (bounding box + 2·margin).
     """
     margin = np.broadcast_to(np.asarray(margin, dtype=int), (3,))
-    src, dst, shape = [], [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        lo, hi = int(nz[0]), int(nz[-1]) + 1
-        src.append(slice(lo, hi))
-        dst.append(slice(int(margin[axis]), int(margin[axis]) + hi - lo))
-        shape.append(hi - lo + 2 * int(margin[axis]))
-    return tuple(src), tuple(dst), tuple(shape)
+    src = bounding_box(mask)
+    dst = tuple(slice(int(m), int(m) + b.stop - b.start) for b, m in zip(src, margin))
+    shape = tuple(b.stop - b.start + 2 * int(m) for b, m in zip(src, margin))
+    return src, dst, shape
 
 
 def _embed(array, src, dst, shape, dtype=np.float32):

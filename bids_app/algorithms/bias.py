@@ -10,7 +10,9 @@ EPI premade).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from ._validation import as_image, check_voxel_size
+from .primitives import normalized_gaussian_smooth
 
 __all__ = ["homogeneity_correction"]
 
@@ -34,20 +36,14 @@ def homogeneity_correction(magnitude, *, voxel_size, sigma_mm=7.0, noise_fractio
     ndarray of float32, shape (X, Y, Z)
         Corrected magnitude with the object's median intensity preserved; background voxels unchanged.
     """
-    magnitude = np.asarray(magnitude, dtype=np.float32)
-    if magnitude.ndim != 3:
-        raise ValueError(f"magnitude must be 3-D, got shape {magnitude.shape}")
-    if len(voxel_size) != 3 or min(voxel_size) <= 0:
-        raise ValueError(f"voxel_size must be three positive numbers (mm), got {voxel_size!r}")
+    magnitude = as_image(magnitude, name="magnitude")
+    voxel_size = check_voxel_size(voxel_size)
     positive = magnitude[magnitude > 0]
     if positive.size == 0:
         return magnitude.copy()
     foreground = magnitude > noise_fraction * np.percentile(positive, 99)
     sigma = [sigma_mm / v for v in voxel_size]
-    weight = ndimage.gaussian_filter(foreground.astype(np.float32), sigma, mode="constant")
-    smooth = ndimage.gaussian_filter(np.where(foreground, magnitude, 0).astype(np.float32), sigma, mode="constant")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bias = np.where(weight > 1e-3, smooth / weight, 0)
+    bias = normalized_gaussian_smooth(magnitude, foreground.astype(np.float32), sigma_vox=sigma, floor=1e-3)
     valid = foreground & (bias > 0)
     if not valid.any():
         return magnitude.copy()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _fft
-from ._validation import unit_b0
+from ._validation import as_image, unit_b0
 
 __all__ = ["dipole_kernel", "kspace_coordinates", "forward_field"]
 
@@ -96,9 +96,7 @@ def forward_field(chi, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), pad=None) -> np.nd
     ndarray of float32, shape (X, Y, Z)
         The relative field shift ΔB/B0 in ppm (Lorentz sphere correction included in the 1/3 term).
     """
-    chi = np.asarray(chi, dtype=np.float32)
-    if chi.ndim != 3:
-        raise ValueError(f"chi must be 3-D, got shape {chi.shape}")
+    chi = as_image(chi, name="chi")
     if pad is None:
         pad = [n // 2 for n in chi.shape]
     padded_shape = _fft.fast_shape(chi.shape, minimum_padding=pad)

@@ -16,7 +16,8 @@ import logging
 import numpy as np
 
 from . import _fft
-from .primitives import GAMMA_HZ_PER_T, hz_to_ppm, ppm_to_hz
+from ._validation import check_voxel_size
+from .primitives import GAMMA_HZ_PER_T, hz_to_ppm, normalized_gaussian_smooth, ppm_to_hz, wrap_phase as _wrap
 from .unwrap import romeo
 
 __all__ = ["GAMMA_HZ_PER_T", "b0_map", "correct_bipolar", "detect_bipolar", "phase_offset", "hz_to_ppm", "ppm_to_hz"]
@@ -40,23 +41,6 @@ def _gaussian_smooth_complex(z, sigma_vox):
     spec *= g[1][None, :, None]
     spec *= g[2][None, None, :]
     return _fft.ifftn(spec)[: shape[0], : shape[1], : shape[2]]
-
-
-def _gaussian_smooth_real(x, weight, sigma_vox):
-    """Normalised convolution: smooth(x·w)/smooth(w), evaluated with one complex FFT pair."""
-    z = np.empty(x.shape, np.complex64)
-    z.real = x * weight
-    z.imag = weight
-    smooth = _gaussian_smooth_complex(z, sigma_vox)
-    floor = 1e-6 * max(float(smooth.imag.max()), 1e-30)  # no estimate far outside the weights
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(smooth.imag > floor, smooth.real / smooth.imag, 0).astype(np.float32)
-
-
-def _wrap(x):
-    """Wrap to [−π, π] (float32 in → float32 out; round is much cheaper than a float modulo)."""
-    two_pi = np.float32(2 * np.pi)
-    return x - two_pi * np.round(x / two_pi)
 
 
 def _unit(phase, weight):
@@ -134,7 +118,9 @@ def _bipolar_offset(phase, magnitude, echo_times, mask, sigma_vox, passes):
     weight = magnitude[..., 0] if mask is None else magnitude[..., 0] * mask
     smooth = np.zeros(unwrapped.shape, np.float32)
     for _ in range(max(1, int(passes))):  # residual passes remove the edge bias (see phase_offset)
-        smooth += _gaussian_smooth_real(unwrapped - smooth, weight, sigma_vox)
+        # floor 1e-6 of the largest smoothed weight: no estimate far outside the (magnitude) weights
+        smooth += normalized_gaussian_smooth(unwrapped - smooth, weight, sigma_vox=sigma_vox, floor=1e-6,
+                                             relative_floor=True)
     return smooth
 
 
@@ -315,9 +301,7 @@ def b0_map(
         raise ValueError(f"bipolar must be True, False or 'auto', got {bipolar!r}")
     if bipolar is True and n_echoes < 3:
         raise ValueError("bipolar correction needs at least 3 echoes")
-    vs = np.asarray(voxel_size, dtype=np.float64).ravel()
-    if vs.size != 3 or np.any(vs <= 0):
-        raise ValueError(f"voxel_size must be 3 positive numbers (mm), got {voxel_size!r}")
+    vs = check_voxel_size(voxel_size)
 
     phase = np.where(np.isfinite(phase), phase, 0).astype(np.float32)
     magnitude = np.where(np.isfinite(magnitude), np.abs(magnitude), 0).astype(np.float32)

@@ -47,7 +47,7 @@ from . import _fft
 from ._validation import check_field_mask_voxels, unit_b0
 from .dipole import dipole_kernel
 from .noise import field_noise_std
-from .primitives import GAMMA_MHZ_PER_T
+from .primitives import GAMMA_MHZ_PER_T, bounding_box, wrapped_laplacian
 
 __all__ = ["tkd", "tikhonov", "rts", "rts_mu_from_noise", "tv", "tgv", "GYROMAGNETIC_RATIO_MHZ_T"]
 
@@ -549,18 +549,19 @@ def tv(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=1e-3, r
 # ---------------------------------------------------------------------------------------------------------
 # TGV-QSM
 # ---------------------------------------------------------------------------------------------------------
-def _wrap(x):
-    return (x + np.pi) % (2.0 * np.pi) - np.pi
-
-
 def _wrapped_laplacian(phase, voxel_size, method):
     """Laplacian (rad/mm²) of the unwrapped phase computed from the wrapped phase, 7-point stencil.
 
     ``"differences"``: ``Σ_a [wrap(φ(x+e_a) − φ(x)) − wrap(φ(x) − φ(x−e_a))] / h_a²``, exact whenever
-    neighbouring phase differences are below π. ``"sincos"``: the identity
-    ``Δφ = cos φ · Δ sin φ − sin φ · Δ cos φ`` with the same stencil, which reduces to
-    ``Σ sin(φ_n − φ) / h²`` (biased by sin for large differences). Edges are replicated.
+    neighbouring phase differences are below π (:func:`~.primitives.wrapped_laplacian`, in float64).
+    ``"sincos"``: the identity ``Δφ = cos φ · Δ sin φ − sin φ · Δ cos φ`` with the same stencil, which
+    reduces to ``Σ sin(φ_n − φ) / h²`` (biased by sin for large differences). Edges are replicated.
     """
+    if method == "differences":
+        lap = np.zeros(phase.shape, dtype=np.float64)
+        weights = np.array([1.0 / h**2 for h in voxel_size], dtype=np.float64)
+        wrapped_laplacian(np.ascontiguousarray(phase, dtype=np.float64), weights, lap)
+        return lap.astype(np.float32)
     padded = np.pad(phase.astype(np.float64), 1, mode="edge")
     core = (slice(1, -1),) * 3
     lap = np.zeros(phase.shape, dtype=np.float64)
@@ -569,10 +570,7 @@ def _wrapped_laplacian(phase, voxel_size, method):
         minus = [slice(1, -1)] * 3
         plus[axis] = slice(2, None)
         minus[axis] = slice(0, -2)
-        if method == "differences":
-            lap += (_wrap(padded[tuple(plus)] - padded[core]) - _wrap(padded[core] - padded[tuple(minus)])) / h**2
-        else:
-            lap += (np.sin(padded[tuple(plus)] - padded[core]) + np.sin(padded[tuple(minus)] - padded[core])) / h**2
+        lap += (np.sin(padded[tuple(plus)] - padded[core]) + np.sin(padded[tuple(minus)] - padded[core])) / h**2
     return lap.astype(np.float32)
 
 
@@ -831,10 +829,7 @@ def tgv(phase, mask, *, voxel_size, echo_time, field_strength, b0_dir=(0.0, 0.0,
         raise ValueError("the mask is empty after erosion; use fewer erosions or a larger mask")
 
     # Bounding box of the eroded mask with a margin of 2 voxels (stencils reach one voxel beyond it).
-    index = np.argwhere(eroded)
-    lo = np.maximum(index.min(axis=0) - 2, 0)
-    hi = np.minimum(index.max(axis=0) + 3, mask.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box = bounding_box(eroded, margin=2)
     pad = [(2, 2)] * 3  # guarantees the kernels' 1-voxel border is outside the mask even at the FOV edge
 
     res_corr = float(np.prod(voxel_size)) ** (-1.0 / 3.0)

@@ -29,6 +29,8 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
+from ._validation import check_voxel_size
+
 __all__ = [
     "threshold_value",
     "threshold_mask",
@@ -630,9 +632,7 @@ def bet(magnitude, *, voxel_size, fractional_intensity: float = 0.5, iterations:
         raise ValueError(f"magnitude must be at least 4 voxels along every axis, got {image.shape}")
     if np.iscomplexobj(image) or not np.issubdtype(image.dtype, np.number):
         raise ValueError(f"magnitude must be real, got dtype {image.dtype}")
-    voxel = np.asarray(voxel_size, dtype=np.float64).reshape(-1)
-    if voxel.shape != (3,) or not np.all(np.isfinite(voxel)) or np.any(voxel <= 0):
-        raise ValueError(f"voxel_size must be 3 positive numbers, got {voxel_size}")
+    voxel = check_voxel_size(voxel_size)
     if not 0 < fractional_intensity < 1:
         raise ValueError(f"fractional_intensity must be in (0, 1), got {fractional_intensity}")
     if int(iterations) != iterations or iterations < 1:

@@ -58,7 +58,11 @@ def phase_units_are_radians(phase, *, tolerance: float = _RADIAN_TOLERANCE) -> b
 
 
 def _wrap_boundary32(y: np.ndarray) -> np.ndarray:
-    """Map float32 values in [−π − tol, π + tol] into [float32(−π), float32(π))."""
+    """Map float32 values in [−π − tol, π + tol] into [float32(−π), float32(π)).
+
+    Not :func:`~.primitives.wrap_phase`: that one rounds half-turns to even and so keeps +π, while a
+    scanner phase range is half-open ([−π, π), +π is −π), which this keeps.
+    """
     y = np.where(y >= _PI32, y - np.float32(2 * np.pi), y)
     y = np.where(y < -_PI32, y + np.float32(2 * np.pi), y)
     return y.astype(np.float32, copy=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import as_image
+
 __all__ = ["reference", "METHODS"]
 
 METHODS = ("mean", "none", "labels")
@@ -42,10 +44,8 @@ def reference(chi, mask, *, method="mean", labels=None, segmentation=None) -> np
     ValueError
         Unknown method, mismatched shapes, missing labels/segmentation, or an empty reference region.
     """
-    chi = np.asarray(chi)
+    chi = as_image(chi, name="chi", dtype=None)
     mask = np.asarray(mask)
-    if chi.ndim != 3:
-        raise ValueError(f"chi must be a 3-D array, got shape {chi.shape}")
     if mask.shape != chi.shape:
         raise ValueError(f"mask shape {mask.shape} differs from chi shape {chi.shape}")
     inside = mask != 0

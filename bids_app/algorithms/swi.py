@@ -41,11 +41,10 @@ import logging
 import math
 
 import numpy as np
-import scipy.fft as sfft
 from scipy import ndimage
 
-from . import _fft
-from .primitives import laplacian_unwrap as _laplacian_unwrap
+from ._validation import as_image, check_voxel_size
+from .primitives import laplacian_unwrap as _laplacian_unwrap, normalized_gaussian_smooth
 
 __all__ = ["clearswi", "phase_mask", "minimum_intensity_projection", "PHASE_SCALINGS", "MAG_COMBINATIONS"]
 
@@ -62,19 +61,12 @@ MAG_COMBINATIONS = ("snr", "t2star", "average", "last")
 # ---------------------------------------------------------------------------------------------------------
 def _as_echoes(x, name):
     """Float32 4-D (X, Y, Z, N) view; a 3-D array is one echo."""
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x[..., np.newaxis]
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be 3-D (one echo) or 4-D with echoes last, got shape {x.shape}")
-    return x.astype(np.float32, copy=False)
+    x = as_image(x, name=name, ndim=(3, 4))
+    return x[..., np.newaxis] if x.ndim == 3 else x
 
 
 def _check_voxel_size(voxel_size):
-    v = np.asarray(voxel_size, dtype=np.float64).ravel()
-    if v.size != 3 or not np.all(np.isfinite(v)) or np.any(v <= 0):
-        raise ValueError(f"voxel_size must be three positive numbers (mm), got {voxel_size!r}")
-    return tuple(float(a) for a in v)
+    return tuple(float(a) for a in check_voxel_size(voxel_size))
 
 
 def _robust_mask(magnitude):
@@ -91,40 +83,6 @@ def _robust_mask(magnitude):
         return np.zeros(finite.shape, bool)
     threshold = min(noise, 0.1 * float(np.percentile(positive, 99)))
     return finite > threshold
-
-
-def _gaussian_smooth(values, weight, sigma):
-    """Mask-normalised Gaussian smoothing ``G*(w·x) / G*w`` (σ in voxels, 0 = not along that axis).
-
-    Real FFTs over the smoothed axes only, zero-padded by 3σ (weight 0 there, so the normalisation
-    handles the borders). Returns float32; 0 where the smoothed weight is negligible.
-    """
-    sigma = np.asarray(sigma, dtype=np.float64)
-    axes = tuple(int(a) for a in np.flatnonzero(sigma > 0))
-    weighted = values * weight
-    if not axes:
-        return np.where(weight > 0, values, 0).astype(np.float32)
-    pads = [int(math.ceil(3 * sigma[a])) if a in axes else 0 for a in range(values.ndim)]
-    full = _fft.fast_shape(values.shape, minimum_padding=pads)
-    s = [full[a] for a in axes]
-    # Gaussian transfer function on the (half-)spectrum of the smoothed axes (sampled continuous FT).
-    transfer = np.ones([1] * values.ndim, np.float32)
-    for i, a in enumerate(axes):
-        n = full[a]
-        f = np.fft.rfftfreq(n) if i == len(axes) - 1 else np.fft.fftfreq(n)
-        g = np.exp(-2.0 * (np.pi * sigma[a] * f) ** 2).astype(np.float32)
-        shape = [1] * values.ndim
-        shape[a] = g.size
-        transfer = transfer * g.reshape(shape)
-    stack = np.stack([weighted, weight.astype(np.float32, copy=False)])
-    spec = sfft.rfftn(stack, s=s, axes=[a + 1 for a in axes], workers=_fft.workers())
-    spec *= transfer[np.newaxis]
-    out = sfft.irfftn(spec, s=s, axes=[a + 1 for a in axes], workers=_fft.workers())
-    crop = (slice(None),) + tuple(slice(0, n) for n in values.shape)
-    num, den = out[crop]
-    smooth = np.zeros(values.shape, np.float32)
-    np.divide(num, den, out=smooth, where=den > 1e-3)
-    return smooth
 
 
 def _remove_linear_trend(values, weight):
@@ -350,7 +308,7 @@ def clearswi(magnitude, phase, echo_times, *, voxel_size, mask=None, mag_combine
             raise ValueError(f"sensitivity shape {sens.shape} differs from the image shape {swimag.shape}")
     else:
         sigma = [sensitivity_sigma_mm / v for v in voxel_size]
-        sens = _gaussian_smooth(mag[..., 0], weight, sigma)
+        sens = normalized_gaussian_smooth(mag[..., 0], weight, sigma_vox=sigma)
         inside = mask & (sens > 0)
         sens /= np.float32(np.median(sens[inside])) if inside.any() else np.float32(1)
     if sens is not None:
@@ -372,7 +330,7 @@ def clearswi(magnitude, phase, echo_times, *, voxel_size, mask=None, mag_combine
     np.divide(num, den * np.float32(2 * np.pi), out=frequency, where=den > 0)  # Hz
     if detrend:
         _remove_linear_trend(frequency, weight)
-    frequency -= _gaussian_smooth(frequency, weight, hp_sigma)
+    frequency -= normalized_gaussian_smooth(frequency, weight, sigma_vox=hp_sigma)
     frequency[~mask] = 0
     pmask = phase_mask(frequency, method=phase_scaling, strength=phase_strength, mask=mask)
 

@@ -21,6 +21,8 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
+from ._validation import as_image, check_voxel_size
+from .primitives import bounding_box, wrap_phase_scalar as _wrap
 
 __all__ = ["romeo", "romeo_quality", "laplacian"]
 
@@ -33,11 +35,6 @@ _NBINS = 256  # bin 0 = "no edge"; bins 1 (best) .. 255 (worst)
 # ----------------------------------------------------------------------------------------------
 # numba kernels
 # ----------------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _wrap(x):
-    return x - _TWO_PI * np.floor((x + np.pi) / _TWO_PI)
 
 
 @njit(cache=True)
@@ -267,10 +264,7 @@ def _temporal_kernel(out, wrapped, mag, use_mag, te, done, e, valid):
 
 
 def _as3d(x, name):
-    x = np.asarray(x)
-    if x.ndim != 3:
-        raise ValueError(f"{name} must be 3-D, got shape {x.shape}")
-    return x
+    return as_image(x, name=name, ndim=3, dtype=None)
 
 
 def _prepare(phase, magnitude, mask, phase2):
@@ -315,22 +309,10 @@ def _te_ratio(echo_times, i, j):
     return float(te[i] / te[j])
 
 
-def _bounding_box(valid):
-    """Slices of the smallest box holding every True voxel (None when there is none)."""
-    box = []
-    for ax in range(valid.ndim):
-        other = tuple(a for a in range(valid.ndim) if a != ax)
-        idx = np.flatnonzero(valid.any(axis=other))
-        if idx.size == 0:
-            return None
-        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(box)
-
-
 def _unwrap3d(phase, magnitude, mask, phase2, te_ratio, correct_global):
     p_full, p2, m, valid_full, use_p2, use_mag, half_maxmag = _prepare(phase, magnitude, mask, phase2)
     result = p_full.copy()  # voxels outside the mask keep their input value
-    box = _bounding_box(valid_full)
+    box = bounding_box(valid_full)
     if box is None:
         return result, valid_full
     # Work on the mask's bounding box only: less memory traffic for the same result.
@@ -595,9 +577,7 @@ def laplacian(phase, *, voxel_size, mask=None, congruent: bool = False) -> np.nd
     from .primitives import laplacian_unwrap
 
     psi = _as3d(phase, "phase").astype(np.float32)
-    vs = np.asarray(voxel_size, dtype=np.float64).ravel()
-    if vs.size != 3 or np.any(vs <= 0):
-        raise ValueError(f"voxel_size must be 3 positive numbers (mm), got {voxel_size!r}")
+    vs = check_voxel_size(voxel_size)
     if mask is not None and np.shape(mask) != psi.shape:
         raise ValueError(f"mask shape {np.shape(mask)} does not match phase shape {psi.shape}")
     finite = np.isfinite(psi)

@@ -33,7 +33,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..interfaces.ants import Registration, apply_transforms, register
+from ..interfaces.ants import Registration, apply_transforms, read_linear_transform, register, register_syn
 
 # under "qsmapp" so the per-iteration progress reaches the run log of OUTPUT_DIR/logs/
 LOGGER = logging.getLogger("qsmapp.group.template")
@@ -159,18 +159,6 @@ def _save(path, data, affine) -> str:
 SYN_OPTIONS = {"syn_metric": "CC", "syn_sampling": 2, "reg_iterations": (40, 20, 0)}
 
 
-def _register_syn_cc(fixed, fixed_affine, moving, moving_affine, out_prefix) -> Registration:
-    """Affine (Mattes MI) + SyN (CC) registration with antspyx; transforms saved under ``out_prefix``."""
-    import ants
-
-    from ..interfaces.ants import to_ants
-
-    Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
-    result = ants.registration(to_ants(fixed, fixed_affine), to_ants(moving, moving_affine),
-                               type_of_transform="SyN", outprefix=str(out_prefix), random_seed=1, **SYN_OPTIONS)
-    return Registration(forward=list(result["fwdtransforms"]), inverse=list(result["invtransforms"]), kind="syn")
-
-
 def _register_task(task: _RegistrationTask):
     """Worker: register ``task.moving`` to ``task.fixed``; save the warped image; return the transforms."""
     from ..execution import UnitResult
@@ -179,7 +167,8 @@ def _register_task(task: _RegistrationTask):
     fixed_data = np.asarray(fixed.dataobj, dtype=np.float32)
     moving_data = np.asarray(moving.dataobj, dtype=np.float32)
     if task.kind == "syn":
-        registration = _register_syn_cc(fixed_data, fixed.affine, moving_data, moving.affine, task.out_prefix)
+        registration = register_syn(fixed_data, fixed.affine, moving_data, moving.affine,
+                                    out_prefix=task.out_prefix, **SYN_OPTIONS)
     else:
         registration = register(fixed_data, fixed.affine, moving_data, moving.affine, kind=task.kind,
                                 out_prefix=task.out_prefix)
@@ -255,14 +244,7 @@ def _average_affine(paths):
     """
     import ants
 
-    matrices, offsets = [], []
-    for path in paths:
-        transform = ants.read_transform(str(path))
-        parameters = np.asarray(transform.parameters, dtype=np.float64)
-        center = np.asarray(transform.fixed_parameters, dtype=np.float64)
-        matrix = parameters[:9].reshape(3, 3)
-        matrices.append(matrix)
-        offsets.append(parameters[9:12] + center - matrix @ center)
+    matrices, offsets = zip(*(read_linear_transform(path) for path in paths))
     matrix, offset = np.mean(matrices, axis=0), np.mean(offsets, axis=0)
     return ants.create_ants_transform(transform_type="AffineTransform", precision="double", dimension=3,
                                       matrix=matrix, offset=offset)

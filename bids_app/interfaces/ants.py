@@ -127,6 +127,38 @@ def register(fixed, fixed_affine, moving, moving_affine, *, kind="rigid", out_pr
     return Registration(forward=list(result["fwdtransforms"]), inverse=list(result["invtransforms"]), kind=kind)
 
 
+def register_syn(fixed, fixed_affine, moving, moving_affine, *, out_prefix, syn_metric="CC", syn_sampling=2,
+                 reg_iterations=(40, 20, 0), random_seed=1) -> Registration:
+    """antspyx's "SyN" (affine with Mattes MI, then SyN) with the SyN metric and iterations given.
+
+    Unlike :func:`register`, the linear stage keeps antspyx's own pyramid: this is the registration of
+    same-contrast images of one grid (template building), where that pyramid is adequate.
+
+    Parameters
+    ----------
+    fixed, moving : ndarray, shape (X, Y, Z)
+    fixed_affine, moving_affine : ndarray, shape (4, 4)
+        nibabel (RAS, mm) affines.
+    out_prefix : str or Path
+        Transforms are written as ``<prefix>0GenericAffine.mat`` and ``<prefix>1Warp.nii.gz``.
+    syn_metric : str
+        SyN similarity metric ("CC": local cross-correlation, radius ``syn_sampling`` voxels; "mattes").
+    syn_sampling : int
+        Metric radius (CC) or bins (MI).
+    reg_iterations : tuple of int
+        SyN iterations per level, coarsest first (shrink factors 4, 2, 1 for three levels).
+    random_seed : int
+        Seed of ANTs' metric sampling (reproducible transforms).
+    """
+    import ants
+
+    Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
+    result = ants.registration(to_ants(fixed, fixed_affine), to_ants(moving, moving_affine), type_of_transform="SyN",
+                               outprefix=str(out_prefix), random_seed=random_seed, syn_metric=syn_metric,
+                               syn_sampling=syn_sampling, reg_iterations=tuple(reg_iterations))
+    return Registration(forward=list(result["fwdtransforms"]), inverse=list(result["invtransforms"]), kind="syn")
+
+
 def apply_transforms(moving, moving_affine, transforms, *, reference_shape, reference_affine,
                      interpolation="linear", invert=None) -> np.ndarray:
     """Resample ``moving`` onto the reference grid through ``transforms`` (the complete chain).
@@ -144,16 +176,24 @@ def apply_transforms(moving, moving_affine, transforms, *, reference_shape, refe
     return np.rint(out).astype(np.int32) if interpolation == "label" else out.astype(np.float32)
 
 
-def affine_transform_matrix(path) -> np.ndarray:
-    """4×4 RAS matrix of an ANTs linear transform file, as a map of fixed-space points to moving space."""
+def read_linear_transform(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, o)`` of an ANTs linear transform file as the LPS point map ``y = M x + o`` (fixed → moving).
+
+    ANTs stores a 3×3 matrix and a translation about a centre ``c`` (the fixed parameters):
+    ``y = M (x − c) + c + t``, so ``o = t + c − M c``.
+    """
     import ants
 
     transform = ants.read_transform(str(path))
     parameters = np.asarray(transform.parameters, dtype=np.float64)
     center = np.asarray(transform.fixed_parameters, dtype=np.float64)
     matrix = parameters[:9].reshape(3, 3)
-    translation = parameters[9:12]
-    offset = translation + center - matrix @ center
+    return matrix, parameters[9:12] + center - matrix @ center
+
+
+def affine_transform_matrix(path) -> np.ndarray:
+    """4×4 RAS matrix of an ANTs linear transform file, as a map of fixed-space points to moving space."""
+    matrix, offset = read_linear_transform(path)
     lps = np.eye(4)
     lps[:3, :3], lps[:3, 3] = matrix, offset
     flip = np.eye(4)

@@ -41,6 +41,7 @@ from ..group.plots import roi_distribution_plot
 from ..group.tables import (KIND_UNITS, LONG_COLUMNS, long_sidecar, long_table, read_roistats, wide_sidecar,
                             wide_table)
 from ..group.template import build_template, majority_labels, normalise_intensity, to_template
+from ..segmentation.templates import downloaded
 from ..execution import UnitResult, attach_run_log, make_work_root
 
 LOGGER = logging.getLogger("qsmapp")
@@ -427,9 +428,9 @@ def _find_mni():
     for resolution in ("01", "02", "1", "2"):
         image = folder / f"tpl-{MNI}_res-{resolution}_T1w.nii.gz"
         mask = folder / f"tpl-{MNI}_res-{resolution}_desc-brain_mask.nii.gz"
-        if image.is_file() and mask.is_file():
+        if len(downloaded([image, mask])) == 2:  # zero-byte files are templateflow's undownloaded placeholders
             return (image, mask), ""
-    return None, f"{folder} holds no tpl-{MNI}_res-01_T1w.nii.gz with its _desc-brain_mask.nii.gz"
+    return None, f"{folder} holds no (downloaded) tpl-{MNI}_res-01_T1w.nii.gz with its _desc-brain_mask.nii.gz"
 
 
 def _register_to_mni(writer, group_dir, template, affine, template_mask, means, work_root) -> list:

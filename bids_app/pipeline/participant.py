@@ -17,6 +17,7 @@ from ..errors import DataError
 from . import resume
 from ..execution import UnitResult
 from .progress import UnitProgress
+from .results import UnitMaps
 
 LOGGER = logging.getLogger("qsmapp")
 
@@ -137,60 +138,77 @@ def _process(task, writer, progress) -> list:
     for note in data.notes:
         progress.warning("%s", note)
     info.notes.extend(data.notes)
-    written = []
-    qc: dict = {}
+    maps = UnitMaps()
     segmentation = None
     if settings.needs_segmentation:
         from .segmentation import segment_unit
 
         segmentation = segment_unit(task, writer, data, progress)
         if segmentation is not None:
-            written += segmentation.written
-            qc["labels"] = segmentation.labels
-            qc["lookup"] = segmentation.lookup
+            maps = maps.merge(UnitMaps(labels=segmentation.labels, lookup=segmentation.lookup,
+                                       written=tuple(segmentation.written)))
     if "qsm" in outputs_requested:
-        written += _qsm_outputs(task, writer, data, progress, qc, segmentation)
+        maps = maps.merge(_qsm_outputs(task, writer, data, progress, segmentation))
     if outputs_requested & {"swi", "t2s", "r2s"}:
         from .contrasts import contrast_outputs
 
-        written += contrast_outputs(task, writer, data, progress, qc)
-    if "analysis" in outputs_requested and segmentation is not None and "chi" in qc:
-        from .segmentation import roistats_outputs
-
-        maps = {"qsm": qc["chi"]}
-        if "r2star" in qc and "r2s" in outputs_requested:
-            maps["r2s"] = qc["r2star"]
-        if "r2star" in qc and "t2s" in outputs_requested:
-            maps["t2s"] = np.where(qc["r2star"] > 0, 1.0 / np.maximum(qc["r2star"], 1e-12), 0.0)
-        written += roistats_outputs(task, writer, segmentation, maps, qc["mask"], progress)
-    if "chi" in qc and qc.get("quality") is None and data.phase is not None:  # masking did not need it
+        maps = maps.merge(contrast_outputs(task, writer, data, progress))
+    if "analysis" in outputs_requested:
+        maps = maps.merge(UnitMaps(written=tuple(_roi_analysis(task, writer, maps, segmentation, progress))))
+    if maps.chi is not None and maps.quality is None and data.phase is not None:  # masking did not need it
         from ..algorithms.unwrap import romeo_quality
 
         with progress.step("phase quality (QC)"):
             magnitude = None if data.magnitude is None else data.magnitude[..., 0]
-            qc["quality"] = romeo_quality(data.phase[..., 0], magnitude=magnitude)
+            maps = maps.replace(quality=romeo_quality(data.phase[..., 0], magnitude=magnitude))
     with progress.step("QC figures"):
-        written += _qc_figures(task, writer, data, qc)
+        maps = maps.merge(UnitMaps(written=tuple(_qc_figures(task, writer, data, maps))))
     with progress.step("quality metrics"):
-        written += _quality_metrics(task, writer, data, qc, progress)
-    return written
+        maps = maps.merge(UnitMaps(written=tuple(_quality_metrics(task, writer, data, maps, progress))))
+    return list(maps.written)
 
 
-def _qc_figures(task, writer, data, qc) -> list:
+def _roi_analysis(task, writer, maps: UnitMaps, segmentation, progress) -> list:
+    """ROI tables of the requested maps (``--outputs analysis``); a map that is missing is said, not passed over.
+
+    Without a segmentation (no T1w, or no magnitude to register it) the analysis is skipped with a warning:
+    the other outputs of the unit are still made. A requested map that its stage did not make (R2* of a
+    single echo) is skipped with a warning naming it. The QSM map and mask must be there: settings
+    validation makes ``analysis`` need ``qsm``, so their absence is a bug and raises.
+    """
+    from .segmentation import roistats_outputs
+
+    if segmentation is None:
+        progress.warning("ROI analysis skipped: no segmentation of this unit (see the warning above)")
+        return []
+    if maps.chi is None or maps.mask is None:
+        raise RuntimeError(f"{task.info.unit.name}: ROI analysis needs the QSM map and its mask, which were not made")
+    requested = set(task.settings.outputs)
+    tables = {"qsm": maps.chi}
+    for name in ("r2s", "t2s"):
+        if name not in requested:
+            continue
+        if maps.r2star is None:
+            progress.warning("ROI statistics of %s skipped: no R2* map was made for this unit", name)
+            continue
+        r2star = maps.r2star
+        tables[name] = r2star if name == "r2s" else np.where(r2star > 0, 1.0 / np.maximum(r2star, 1e-12), 0.0)
+    return roistats_outputs(task, writer, segmentation, tables, maps.mask, progress)
+
+
+def _qc_figures(task, writer, data, maps: UnitMaps) -> list:
     from ..reports import render_unit_figures
 
     info = task.info
     magnitude = None if data.magnitude is None else data.magnitude[..., 0]
     figures_dir = writer.root / f"sub-{info.unit.subject}" / "figures"
     return render_unit_figures(figures_dir, info.unit.name, affine=info.affine, voxel_size=info.voxel_size,
-                               chi=qc.get("chi"), mask=qc.get("mask"), magnitude=magnitude, swi=qc.get("swi"),
-                               r2star=qc.get("r2star"), labels=qc.get("labels"), local_field=qc.get("local_field"),
-                               quality=qc.get("quality"), field_strength=info.field_strength,
+                               magnitude=magnitude, **maps.figure_maps(), field_strength=info.field_strength,
                                swi_mip_slab=task.settings.swi_mip_slab)
 
 
-def _quality_metrics(task, writer, data, qc, progress) -> list:
-    """IQMs of the maps in ``qc`` (pure functions of :mod:`bids_app.reports.iqm`), written as TSV + JSON."""
+def _quality_metrics(task, writer, data, maps: UnitMaps, progress) -> list:
+    """IQMs of the unit's maps (pure functions of :mod:`bids_app.reports.iqm`), written as TSV + JSON."""
     import resource
 
     from ..reports.iqm import unit_iqms
@@ -198,11 +216,11 @@ def _quality_metrics(task, writer, data, qc, progress) -> list:
 
     info = task.info
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    figure_maps = maps.figure_maps()
+    figure_maps.pop("swi")  # not a metric input
     values, rois = unit_iqms(voxel_size=info.voxel_size, b0_dir=info.b0_dir, echo_times=info.echo_times,
                              field_strength=info.field_strength, obliquity=info.obliquity, magnitude=data.magnitude,
-                             mask=qc.get("mask"), chi=qc.get("chi"), local_field=qc.get("local_field"),
-                             quality=qc.get("quality"), r2star=qc.get("r2star"), labels=qc.get("labels"),
-                             lookup=qc.get("lookup"), timings=progress.timings, peak_memory_mb=peak_mb)
+                             **figure_maps, lookup=maps.lookup, timings=progress.timings, peak_memory_mb=peak_mb)
     written, flagged = write_iqms(writer, info.unit, values, rois)
     for row in flagged:
         progress.warning("QC: %s = %s (%s)", row["label"], row["value"], row["rule"])
@@ -241,7 +259,7 @@ def _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters) -
     return written
 
 
-def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
+def _qsm_outputs(task, writer, data, progress, segmentation=None) -> UnitMaps:
     from .plan import resolve_qsm
     from .qsm import reconstruct
 
@@ -261,7 +279,6 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
                              nextqsm_weights=task.nextqsm_weights, device=task.device, plan=plan)
     except ValueError as exc:  # algorithm input checks: bad data for this unit
         raise DataError(f"{info.unit.name}: {exc}") from None
-    qc.update(chi=result.chi, mask=result.mask, local_field=result.local_field_ppm, quality=result.quality)
     sidecar = base_sidecar(task, writer)
     qsm_parameters = {
         "Units": "ppm",
@@ -287,4 +304,5 @@ def _qsm_outputs(task, writer, data, progress, qc, segmentation=None) -> list:
         written += _intermediate_outputs(task, writer, data, result, sidecar, qsm_parameters)
     for path in list(written):
         written.append(path.with_name(path.name.replace(".nii.gz", ".json")))
-    return written
+    return UnitMaps(chi=result.chi, mask=result.mask, local_field=result.local_field_ppm, quality=result.quality,
+                    written=tuple(written))

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..algorithms import background, inversion
 from ..algorithms.echoes import b0_map, correct_bipolar, detect_bipolar, hz_to_ppm, phase_offset
+from ..algorithms.primitives import ppm_to_hz, wrap_phase
 from ..algorithms.unwrap import laplacian
 from ..algorithms.referencing import reference
 from ..config import Settings
@@ -46,7 +47,7 @@ def field_hz(phase, magnitude, echo_times, *, mask, voxel_size, unwrapping="rome
         phase = correct_bipolar(phase, magnitude, tes, mask=mask, voxel_size=voxel_size)
     if len(tes) >= 2 and magnitude is not None:
         offset = phase_offset(phase, magnitude, tes, mask=mask, voxel_size=voxel_size)
-        phase = np.angle(np.exp(1j * (phase - offset[..., None]))).astype(np.float32)
+        phase = wrap_phase(phase - offset[..., None]).astype(np.float32)
     numerator = np.zeros(phase.shape[:3], np.float64)
     denominator = np.zeros(phase.shape[:3], np.float64)
     for e, te in enumerate(tes):
@@ -128,9 +129,7 @@ def _tgv(data, info, settings, mask, fields_ppm):
     tes = info.echo_times
     if fields_ppm is not None:  # combined: wrap the B0 map's phase at a representative echo time
         te = float(np.mean(tes))
-        from ..algorithms.echoes import ppm_to_hz
-
-        phase = np.angle(np.exp(2j * np.pi * ppm_to_hz(fields_ppm[0], info.field_strength) * te)).astype(np.float32)
+        phase = wrap_phase(2 * np.pi * ppm_to_hz(fields_ppm[0], info.field_strength) * te).astype(np.float32)
         return inversion.tgv(phase, mask, echo_time=te, **kwargs)
     maps = [inversion.tgv(data.phase[..., e], mask, echo_time=tes[e], **kwargs) for e in range(len(tes))]
     return np.mean(maps, axis=0).astype(np.float32)
@@ -243,8 +242,6 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
             chi_single = reference(chi_single, mask, method=method, labels=labels, segmentation=region)
     total_hz = None
     if fields is not None:
-        from ..algorithms.echoes import ppm_to_hz
-
         total_hz = np.asarray(ppm_to_hz(np.mean(fields, axis=0), info.field_strength), np.float32)
     return QsmResult(chi=chi, mask=mask, chi_single_pass=chi_single, parameters=parameters, total_field_hz=total_hz,
                      local_field_ppm=local, quality=pass_masks.quality)

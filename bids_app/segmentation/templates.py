@@ -45,6 +45,12 @@ def _templateflow_home() -> Path | None:
     return Path(value) if value else None
 
 
+def downloaded(paths) -> list[Path]:
+    """The files of ``paths`` that hold data: a TemplateFlow home initialised by the ``templateflow`` client
+    has a zero-byte placeholder for every file not downloaded yet (never fetched here)."""
+    return [p for p in paths if p.is_file() and p.stat().st_size > 0]
+
+
 def find_template(spec: str | None) -> Path:
     """The folder of the labelled template ``spec`` (a folder, or a name in ``$TEMPLATEFLOW_HOME``).
 
@@ -63,8 +69,10 @@ def find_template(spec: str | None) -> Path:
     if home is not None:
         candidate = home / f"tpl-{name}"
         looked.append(str(candidate))
-        if candidate.is_dir() and any(candidate.glob("*_T1w.nii*")) and any(candidate.glob("*_dseg.nii*")):
+        if downloaded(candidate.glob("*_T1w.nii*")) and downloaded(candidate.glob("*_dseg.nii*")):
             return candidate
+        if candidate.is_dir():
+            looked[-1] += " (no downloaded *_T1w and *_dseg image: only zero-byte placeholders or none)"
     else:
         looked.append("$TEMPLATEFLOW_HOME (not set)")
     raise UsageError(
@@ -87,8 +95,8 @@ def _resolution_rank(path: Path) -> float:
 
 
 def _pick_t1w(folder: Path) -> Path:
-    candidates = [p for p in folder.glob("*_T1w.nii*") if "desc" not in _entities(p) and "cohort" not in _entities(p)]
-    candidates = candidates or list(folder.glob("*_T1w.nii*"))
+    images = downloaded(folder.glob("*_T1w.nii*"))
+    candidates = [p for p in images if "desc" not in _entities(p) and "cohort" not in _entities(p)] or images
     if not candidates:
         raise UsageError(f"template folder {folder} has no *_T1w.nii.gz")
     # Finest resolution first (res-01 before res-02), then name for determinism.
@@ -101,8 +109,8 @@ def _dseg_key(path: Path) -> str:
 
 
 def _pick_labels(folder: Path, atlas: str | None, t1w_path: Path) -> tuple[Path, Path]:
-    images = sorted(folder.glob("*_dseg.nii*"))
-    tables = sorted(folder.glob("*_dseg.tsv"))
+    images = sorted(downloaded(folder.glob("*_dseg.nii*")))
+    tables = sorted(downloaded(folder.glob("*_dseg.tsv")))
     usable = []
     for image in images:
         key = _dseg_key(image)
@@ -143,7 +151,7 @@ def load_template(folder, *, atlas: str | None = None) -> LabelledTemplate:
     name = folder.name.removeprefix("tpl-")
     key = _dseg_key(labels_path)
     brain = None
-    masks = sorted(folder.glob("*_desc-brain_mask.nii*"),
+    masks = sorted(downloaded(folder.glob("*_desc-brain_mask.nii*")),
                    key=lambda p: (_entities(p).get("res") != _entities(t1w_path).get("res"), p.name))
     if masks:
         mask_image = nib.load(str(masks[0]))

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from ..algorithms import dipole, geometry
 from ..algorithms._validation import unit_b0
-from ..algorithms.primitives import GAMMA_HZ_PER_T
+from ..algorithms.primitives import GAMMA_HZ_PER_T, ppm_to_hz as _ppm_to_hz
 from .phantom import CHI_AIR_PPM, R2STAR_REFERENCE_FIELD_T, Head, field_source, label_index
 
 __all__ = ["GAMMA_BAR_HZ_PER_T", "simulate_gre", "simulate_t1w", "phase_offset_map", "ppm_to_hz"]
@@ -40,8 +40,11 @@ GAMMA_BAR_HZ_PER_T = GAMMA_HZ_PER_T
 
 
 def ppm_to_hz(field_ppm, field_strength):
-    """Field in ppm → frequency offset in Hz at ``field_strength`` tesla."""
-    return np.asarray(field_ppm, dtype=np.float32) * np.float32(GAMMA_BAR_HZ_PER_T * 1e-6 * field_strength)
+    """Field in ppm → frequency offset in Hz at ``field_strength`` tesla, float32.
+
+    :func:`bids_app.algorithms.primitives.ppm_to_hz` in float32, the precision of the signal model.
+    """
+    return _ppm_to_hz(field_ppm, field_strength, dtype=np.float32)
 
 
 def phase_offset_map(shape, voxel_size, *, rng, max_linear_rad=1.0, max_quadratic_rad=0.8):

@@ -1,8 +1,5 @@
 """Tests for multi-echo B0 mapping (bids_app.algorithms.echoes)."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -10,7 +7,6 @@ from bids_app.algorithms.echoes import (GAMMA_HZ_PER_T, b0_map, correct_bipolar,
                                         phase_offset, ppm_to_hz)
 from tests.realdata import load_small_gre
 
-DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 TWO_PI = 2 * np.pi
 TE5 = np.array([4, 8, 12, 16, 20]) * 1e-3
 

@@ -4,15 +4,13 @@ Ground truth: an analytic ellipsoid phantom (χ known, field by the k-space dipo
 zero padding, small Gaussian noise), and the 2016 QSM challenge data (COSMOS reference) when present.
 """
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from bids_app.algorithms import _fft, dipole, inversion, metrics
+from tests.realdata import SHARED_DATA
 
-DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+DATA = SHARED_DATA  # ../shared/data or $QSMAPP_SHARED_DATA; tests that need it skip without it
 CHALLENGE = DATA / "qsm-challenge-2016"
 VOX = (1.0, 1.0, 1.0)
 TILTED = (0.0, np.sin(np.radians(20)), np.cos(np.radians(20)))
@@ -294,9 +292,15 @@ def challenge():
 # RTS 59.4 / 0.83 (its defaults: 8 LSMR iterations and μ from the field's noise, here 216; with QSM.jl's 4
 # iterations and μ = 1e5 63.7 / 0.80, with 8 and μ = 1e5 75.7 / 0.79), TV 57.9 / 0.82.
 CHALLENGE_LIMITS = {"tkd": (88.0, 0.74), "tikhonov": (66.0, 0.76), "rts": (62.0, 0.81), "tv": (65.0, 0.78)}
+# TV's λ (1e-3) was chosen on this very field, so its row is a regression guard of that choice, not evidence
+# that the default generalises. RTS's defaults (8 LSMR iterations, the automatic μ and its constant) were
+# chosen on the tuned-on split of benchmarks/validation, and this field was only consulted as a check (the
+# README's "Independent validation" says how); Tikhonov's λ is the challenge's published closed-form L2 setting.
+CHALLENGE_SPLIT = {"tkd": "not-tuned-here", "tikhonov": "published-setting", "rts": "checked-here",
+                   "tv": "tuned-on"}
 
 
-@pytest.mark.parametrize("name", list(CHALLENGE_LIMITS))
+@pytest.mark.parametrize("name", list(CHALLENGE_LIMITS), ids=[f"{n}-{CHALLENGE_SPLIT[n]}" for n in CHALLENGE_LIMITS])
 def test_challenge_2016_vs_cosmos(challenge, name):
     field, mask, cosmos, roi, vox = challenge
     out = getattr(inversion, name)(field, mask, voxel_size=vox)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -20,8 +17,9 @@ from bids_app.algorithms.masking import (
     threshold_mask,
     threshold_value,
 )
+from tests.realdata import SHARED_DATA
 
-DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+DATA = SHARED_DATA  # ../shared/data or $QSMAPP_SHARED_DATA; tests that need it skip without it
 CHALLENGE = DATA / "qsm-challenge-2016"
 
 

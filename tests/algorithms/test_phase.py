@@ -1,14 +1,12 @@
 """Tests for phase scaling (bids_app.algorithms.phase)."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from bids_app.algorithms.phase import phase_units_are_radians, scale_to_radians
+from tests.realdata import SHARED_DATA
 
-DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+DATA = SHARED_DATA  # ../shared/data or $QSMAPP_SHARED_DATA; tests that need it skip without it
 PI32 = np.float32(np.pi)
 
 

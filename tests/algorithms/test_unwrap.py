@@ -1,16 +1,13 @@
 """Tests for ROMEO / Laplacian unwrapping and the ROMEO quality map (bids_app.algorithms.unwrap)."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from bids_app.algorithms.phase import scale_to_radians
 from bids_app.algorithms.unwrap import laplacian, romeo, romeo_quality
-from tests.realdata import load_small_gre
+from tests.realdata import SHARED_DATA, load_small_gre
 
-DATA = Path(os.environ.get("QSMAPP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+DATA = SHARED_DATA  # ../shared/data or $QSMAPP_SHARED_DATA; tests that need it skip without it
 TWO_PI = 2 * np.pi
 TE3 = np.array([4e-3, 8e-3, 12e-3])
 

@@ -58,3 +58,29 @@ def test_missing_template_says_where_it_looked(tmp_path, monkeypatch):
         find_template("Anything")
     with pytest.raises(UsageError, match="no such folder"):
         find_template("./does/not/exist")
+
+
+def test_templateflow_placeholders_are_not_templates(tmp_path, monkeypatch):
+    # A TemplateFlow home initialised by the templateflow client holds a zero-byte file for every template
+    # file not downloaded; qsmapp never downloads, so such a folder is "not found", with the reason.
+    folder = tmp_path / "tpl-MNI152NLin2009cAsym"
+    folder.mkdir()
+    for name in ("tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz", "tpl-MNI152NLin2009cAsym_res-01_atlas-HOSPA_dseg.nii.gz"):
+        (folder / name).write_bytes(b"")
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path))
+    with pytest.raises(UsageError, match="zero-byte placeholders"):
+        find_template(None)
+
+
+def test_the_package_never_imports_templateflow():
+    # templateflow's API downloads missing files (see the comment in pyproject.toml): the lookup is local
+    import ast
+    from pathlib import Path
+
+    import bids_app
+
+    for path in Path(bids_app.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "templateflow" for n in names), path
