@@ -186,7 +186,7 @@ class Progress:
         line += f", ETA {format_duration(self.eta(now))}" if self.total and self.show_eta else ""
         line += f"  {self.note}" if self.note else ""
         try:
-            width = os.get_terminal_size(self.stream.fileno()).columns
+            width = os.get_terminal_size(self.stream.fileno()).columns or 120  # 0: a terminal of unknown size
         except (OSError, AttributeError, ValueError):
             width = 120
         try:
