@@ -67,6 +67,7 @@ def test_participant_run_writes_valid_derivatives(processed):
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert errors_of(run_validator(out)) == []
+    assert errors_of(run_validator(out, "--datasetTypes", "derivative")) == []  # after the participant level
 
 
 def test_default_pipeline_accuracy_against_ground_truth(example, processed):
