@@ -45,6 +45,7 @@ from ..group.tables import (KIND_UNITS, LONG_COLUMNS, long_sidecar, long_table, 
                             wide_table)
 from ..group.template import build_template, majority_labels, normalise_intensity, to_template
 from ..execution import UnitResult, attach_run_log, make_work_root
+from ..progress import Progress
 
 LOGGER = logging.getLogger("qsmapp")
 
@@ -504,8 +505,9 @@ def _register_to_mni(writer, folder, template, affine, template_mask, means, wor
     mni_mask = _load(mask_path)[0] > 0
     fixed = normalise_intensity(mni_image, mni_mask)
     LOGGER.info("registering the study template to %s (%s)", MNI, image_path)
-    registration = register(fixed, mni_affine, template, affine, kind="syn",
-                            out_prefix=work_root / "mni" / "study_to_mni_")
+    with Progress(f"study template → {MNI} registration", unit="levels", eta=False) as bar:
+        registration = register(fixed, mni_affine, template, affine, kind="syn",
+                                out_prefix=work_root / "mni" / "study_to_mni_", progress=bar)
     written = _save_transforms(registration, folder, f"{TEMPLATE_DIR}_", SPACE, MNI)
     for suffix, data in means.items():
         moved = to_template(data, affine, registration, template_shape=mni_image.shape, template_affine=mni_affine)
