@@ -52,8 +52,8 @@ class UnitProgress:
                     bar.log_line()
                     continue
                 elapsed = time.perf_counter() - start
-                eta = f", about {max(previous - elapsed, 0):.0f} s left" if previous else ""
-                self.info("%s: still running, %.0f s%s", name, elapsed, eta)
+                left = f", about {max(previous - elapsed, 0):.0f} s left" if previous else ""
+                self.info("%s: still running, %.0f s%s", name, elapsed, left)
 
         thread = threading.Thread(target=beat, daemon=True) if interval > 0 else None
         if thread is not None:
