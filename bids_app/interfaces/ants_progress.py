@@ -133,11 +133,12 @@ def run_registration(fixed_image, moving_image, *, progress, n_stages: int, pref
     import ants
 
     base = f"{work_prefix}progress_"
-    files = {"fixed": f"{base}fixed.nii.gz", "moving": f"{base}moving.nii.gz", "result": f"{base}result.json"}
+    # uncompressed: gzip of a 1 mm head costs seconds per image, and the files live only for this call
+    files = {"fixed": f"{base}fixed.nii", "moving": f"{base}moving.nii", "result": f"{base}result.json"}
     ants.image_write(fixed_image, files["fixed"])
     ants.image_write(moving_image, files["moving"])
     if mask_image is not None:
-        files["mask"] = f"{base}mask.nii.gz"
+        files["mask"] = f"{base}mask.nii"
         ants.image_write(mask_image, files["mask"])
     request = json.dumps({"files": files, "options": options})
     parser = AntsLogParser(progress, n_stages=n_stages, prefix=prefix)
