@@ -44,12 +44,11 @@ NUCLEI = {4: "caudate L", 5: "caudate R", 6: "putamen L", 7: "putamen R", 8: "pa
 
 def nuclei_errors(bids: Path, out: Path, subjects) -> dict:
     """label → list of centroid distances (mm) of each subject's warped true label to the consensus."""
-    group = out / "group"
-    template = nib.load(str(group / "tpl-study_desc-magnitude_T2starw.nii.gz"))
+    template = nib.load(str(out / "tpl-study" / "tpl-study_res-01_desc-brain_T2starw.nii.gz"))
     warped = []
     for subject in subjects:
         image = nib.load(str(bids / f"derivatives/ground-truth/{subject}/anat/{subject}_dseg.nii.gz"))
-        stem = group / subject / f"{subject}_from-GRE_to-study_mode-image_xfm"
+        stem = out / subject / "anat" / f"{subject}_from-GRE_to-study_mode-image_xfm"
         warped.append(apply_transforms(np.asanyarray(image.dataobj), image.affine,
                                        [f"{stem}.nii.gz", f"{stem}.mat"], reference_shape=template.shape,
                                        reference_affine=template.affine, interpolation="label"))
@@ -99,12 +98,12 @@ def main(argv=None) -> int:
             return code
         import json
 
-        sidecar = json.loads((out / "group" / "tpl-study_desc-magnitude_T2starw.json").read_text())
+        sidecar = json.loads((out / "tpl-study" / "tpl-study_res-01_desc-brain_T2starw.json").read_text())
         with (out / "group" / "desc-template_ncc.tsv").open() as handle:
             ncc_rows = list(csv.DictReader(handle, delimiter="\t"))
         subjects = [r["unit"] for r in ncc_rows]
         errors, voxel = nuclei_errors(bids, out, subjects)
-        shape = nib.load(str(out / "group" / "tpl-study_desc-magnitude_T2starw.nii.gz")).shape
+        shape = nib.load(str(out / "tpl-study" / "tpl-study_res-01_desc-brain_T2starw.nii.gz")).shape
         fft_pair = _fft.fft_pair_seconds(shape)
 
     print()

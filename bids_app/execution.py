@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .derivatives.atomic import host_name, pid_alive, write_error
 from .errors import EXIT_FAILURE, CannotCreateOutputError, Interrupted, QsmappError
+from .progress import eta_seconds
 
 LOGGER = logging.getLogger("qsmapp")
 
@@ -223,6 +224,7 @@ def run_units(function, tasks, *, n_procs=1, threads=1, stop_on_first_crash=Fals
     """
     environment = _thread_environment(threads)
     results: dict = {}
+    counter = _UnitCounter(len(tasks), what)
 
     def finish(index, result):
         if on_result is not None and result.status != "failed":
@@ -232,6 +234,7 @@ def run_units(function, tasks, *, n_procs=1, threads=1, stop_on_first_crash=Fals
                 result = UnitResult(result.name, "failed", result.seconds, str(exc), exc.exit_code)
         _log_result(result, what)
         results[index] = result
+        counter.add(result)
         return result
 
     if n_procs <= 1 or len(tasks) <= 1:
@@ -271,6 +274,33 @@ def run_units(function, tasks, *, n_procs=1, threads=1, stop_on_first_crash=Fals
     return [results[i] for i in sorted(results)]
 
 
+class _UnitCounter:
+    """``k/N units done`` after each result of a run of several units, with an ETA.
+
+    The ETA is the wall time so far per *processed* unit times the units left: resumed units (complete
+    already) take no time and would make the rest look faster than it is. Wall time, not the units' own
+    times, so that parallel units are counted as they run.
+    """
+
+    def __init__(self, total: int, what: str = "", clock=time.perf_counter):
+        self.total, self.what, self.clock = total, what, clock
+        self.start = clock()
+        self.done = self.processed = 0
+
+    def add(self, result: UnitResult) -> str | None:
+        """Count ``result``; log (and return) the progress line, or None for a run of one unit."""
+        self.done += 1
+        self.processed += result.status != "skipped"
+        if self.total <= 1:
+            return None
+        left = self.total - self.done
+        eta = eta_seconds(self.processed, self.processed + left, self.clock() - self.start) if left else None
+        line = (f"{self.what or 'units'}: {self.done}/{self.total} unit(s) done"
+                + (f", about {eta:.0f} s left" if eta is not None else ""))
+        LOGGER.info("%s", line)
+        return line
+
+
 def _log_result(result: UnitResult, what: str = ""):
     if result.status == "failed":
         LOGGER.error("[%s] FAILED: %s", result.name, result.message)
@@ -278,7 +308,8 @@ def _log_result(result: UnitResult, what: str = ""):
     elif result.status == "interrupted":
         LOGGER.warning("[%s] interrupted", result.name)
     elif result.status == "skipped":
-        LOGGER.info("[%s] complete already (same settings): skipped; use --no-resume to redo", result.name)
+        LOGGER.info("[%s] complete already (same settings): resumed, nothing to redo; use --no-resume to redo "
+                    "it", result.name)
     else:
         LOGGER.info("[%s] %sfinished in %.1f s", result.name, f"{what} " if what else "", result.seconds)
 
@@ -286,14 +317,15 @@ def _log_result(result: UnitResult, what: str = ""):
 def summary_table(results) -> str:
     width = max([len("unit")] + [len(r.name) for r in results])
     lines = [f"{'unit':<{width}}  {'status':<11} {'time':>8}  message", "-" * (width + 40)]
-    for r in results:
-        lines.append(f"{r.name:<{width}}  {r.status:<11} {r.seconds:>7.1f}s  {r.message}")
+    for r in results:  # "skipped" units were complete already: the user sees them as resumed
+        status = "resumed" if r.status == "skipped" else r.status
+        lines.append(f"{r.name:<{width}}  {status:<11} {r.seconds:>7.1f}s  {r.message}")
     failed = sum(r.status == "failed" for r in results)
     interrupted = sum(r.status == "interrupted" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     lines.append(f"{len(results)} unit(s): {len(results) - failed - interrupted - skipped} ok"
-                 + (f", {skipped} skipped (complete already)" if skipped else "") + f", {failed} failed"
-                 + (f", {interrupted} interrupted" if interrupted else ""))
+                 + (f", {skipped} resumed (complete already, same settings: not redone)" if skipped else "")
+                 + f", {failed} failed" + (f", {interrupted} interrupted" if interrupted else ""))
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import bids_app
 ROOT = Path(bids_app.__file__).resolve().parent
 
 LAYERS = [
-    {"errors", "version", "citations", "labels", "config", "algorithms", "container"},
+    {"errors", "version", "citations", "labels", "config", "algorithms", "container", "progress"},
     {"bids", "derivatives", "execution"},
     {"interfaces"},
     {"segmentation", "group", "reports", "convert"},

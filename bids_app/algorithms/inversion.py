@@ -346,13 +346,14 @@ def _lsmr_diagonal(d, b, iterations):
 
 
 def _admm_tv(x, rhs_fixed, a_fixed, grad_sym, *, shape, voxel_size, rho, kappa_of_rho, tol, max_iter,
-             adaptive=None, init_y_from_x=False):
+             adaptive=None, init_y_from_x=False, callback=None):
     """Shared ADMM loop for ``min ½ Σ a_fixed |X − X*|² + w ‖∇x‖₁`` style problems (RTS and TV).
 
     The x-update is ``X = (rhs_fixed + ρ F(∇ᵀ(y − u))) / (a_fixed + ρ |∇|²)``; one real FFT pair per
     iteration. ``rhs_fixed`` is the data part of the numerator (k-space), ``a_fixed`` the data part of
     the denominator. ``adaptive = (tau, gamma)`` raises ρ by γ when the primal residual stalls
     (ratio > τ), rescaling the scaled dual by 1/γ (Boyd et al. 2011, §3.4.1), as QSM.jl's RTS does.
+    ``callback(iteration, max_iter)``, when given, is called after every iteration (progress display).
     Returns the final x (padded grid, float32) and the number of iterations done.
     """
     hinv = np.asarray([1.0 / h for h in voxel_size], dtype=np.float32)
@@ -379,6 +380,8 @@ def _admm_tv(x, rhs_fixed, a_fixed, grad_sym, *, shape, voxel_size, rho, kappa_o
         x_new = _fft.irfftn(spectrum, shape).astype(np.float32, copy=False)
         change, norm = _change_norms(x_new, x)
         x = x_new
+        if callback is not None:
+            callback(iteration, max_iter)
         if norm > 0 and change < tol * norm:
             break
         if iteration == max_iter:
@@ -415,7 +418,7 @@ def rts_mu_from_noise(noise_std_ppm) -> float:
 
 
 def rts(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), delta=0.15, mu=None, rho=10.0,
-        tol=1e-4, max_iter=20, lsmr_iterations=8, tau=0.7, gamma=5.0, pad=0):
+        tol=1e-4, max_iter=20, lsmr_iterations=8, tau=0.7, gamma=5.0, pad=0, callback=None):
     """Rapid two-step dipole inversion (RTS).
 
     Kames C, Wiggermann V, Rauscher A. Rapid two-step dipole inversion for susceptibility mapping with
@@ -449,6 +452,8 @@ def rts(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), delta=0.15
         Stop when ``‖χₖ − χₖ₋₁‖ < tol·‖χₖ‖``.
     max_iter : int
         Maximum ADMM iterations.
+    callback : callable, optional
+        ``callback(iteration, max_iter)`` after every iteration (progress display; the loop may stop earlier).
     lsmr_iterations : int
         LSMR iterations of step 1 (default 8; QSM.jl and QSMxT use 4). Early stopping is the
         regularisation of step 1, and 4 iterations shrink χ: on the simulated validation cases
@@ -493,13 +498,13 @@ def rts(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), delta=0.15
     grad_sym = _gradient_symbol(shape, voxel_size)
     x, iterations = _admm_tv(x1, rhs_fixed, well, grad_sym, shape=shape, voxel_size=voxel_size, rho=float(rho),
                              kappa_of_rho=lambda r: 1.0 / r, tol=float(tol), max_iter=int(max_iter),
-                             adaptive=(float(tau), float(gamma)), init_y_from_x=True)
+                             adaptive=(float(tau), float(gamma)), init_y_from_x=True, callback=callback)
     log.debug("rts: μ %.3g, %d ADMM iterations on %s", mu, iterations, shape)
     return _crop_mask(x, mask)
 
 
 def tv(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=1e-3, rho=None, tol=1e-3,
-       max_iter=250, pad=0):
+       max_iter=250, pad=0, callback=None):
     """Total-variation regularised inversion by ADMM with closed-form updates (TV-ADMM).
 
     Bilgic B, et al. Fast quantitative susceptibility mapping with L1-regularization and automatic
@@ -523,6 +528,8 @@ def tv(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=1e-3, r
         Stop when ``‖χₖ − χₖ₋₁‖ < tol·‖χₖ‖``.
     max_iter : int
         Maximum iterations.
+    callback : callable, optional
+        ``callback(iteration, max_iter)`` after every iteration (progress display; the loop may stop earlier).
 
     Returns
     -------
@@ -541,7 +548,8 @@ def tv(local_field_ppm, mask, *, voxel_size, b0_dir=(0.0, 0.0, 1.0), lam=1e-3, r
     grad_sym = _gradient_symbol(shape, voxel_size)
     x0 = np.zeros(shape, dtype=np.float32)
     x, iterations = _admm_tv(x0, rhs_fixed, d * d, grad_sym, shape=shape, voxel_size=voxel_size, rho=float(rho),
-                             kappa_of_rho=lambda r: lam / r, tol=float(tol), max_iter=int(max_iter))
+                             kappa_of_rho=lambda r: lam / r, tol=float(tol), max_iter=int(max_iter),
+                             callback=callback)
     log.debug("tv: %d ADMM iterations on %s", iterations, shape)
     return _crop_mask(x, mask)
 
@@ -749,7 +757,7 @@ def _preconditioned_steps(hinv, lcoef, wcoef, step_size):
 
 def tgv(phase, mask, *, voxel_size, echo_time, field_strength, b0_dir=(0.0, 0.0, 1.0),
         alpha=(0.0015, 0.0005), iterations=1000, erosions=3, laplacian="differences", steps="preconditioned",
-        step_size=1.0):
+        step_size=1.0, callback=None):
     """TGV-QSM: susceptibility directly from the wrapped phase of one echo.
 
     Langkammer C, Bredies K, Poser BA, et al. Fast quantitative susceptibility mapping using 3D EPI and
@@ -791,6 +799,8 @@ def tgv(phase, mask, *, voxel_size, echo_time, field_strength, b0_dir=(0.0, 0.0,
         ``(α₀, α₁)`` TGV weights (defaults of the original software).
     iterations : int
         Primal-dual iterations.
+    callback : callable, optional
+        ``callback(iteration, iterations)`` after every iteration (progress display).
     erosions : int
         Mask erosions before the reconstruction (the Laplacian is unreliable at the mask edge).
     laplacian : {"differences", "sincos"}
@@ -854,10 +864,12 @@ def tgv(phase, mask, *, voxel_size, echo_time, field_strength, b0_dir=(0.0, 0.0,
         taus = sigmas = np.full(3, step_size / math.sqrt(norm_sqr), dtype=np.float32)
     else:
         sigmas, taus = _preconditioned_steps(hinv.astype(np.float64), lcoef, wcoef, step_size)
-    for _ in range(int(iterations)):
+    for iteration in range(1, int(iterations) + 1):
         _tgv_dual(eta, p, q, phi_, chi_, w_, lap0, m, m0, sigmas, np.float32(alpha1), np.float32(alpha0), hinv,
                   loff, lcoef, woff, wcoef)
         _tgv_primal(phi, phi_, chi, chi_, w, w_, eta, p, q, m, m0, taus, hinv, loff, lcoef, woff, wcoef)
+        if callback is not None:
+            callback(iteration, int(iterations))
 
     scale = 2.0 * np.pi * float(echo_time) * GYROMAGNETIC_RATIO_MHZ_T * float(field_strength)
     out = np.zeros(mask.shape, dtype=np.float32)

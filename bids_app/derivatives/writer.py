@@ -48,6 +48,8 @@ BIDSIGNORE = [
     "sub-*/figures",
     "logs/",
     "group",  # bids-validator 3.0.2 clears /group/ with this pattern only (not with "group/")
+    # TemplateFlow's file in tpl-study/: BIDS 1.10 has no rule for it (3.0.2 parses it as an atlas description)
+    "template_description.json",
 ]
 
 
@@ -99,6 +101,19 @@ class DerivativesWriter:
                 description["DatasetLinks"] = {"raw": raw}
         atomic_write_text(self.root / "dataset_description.json", to_json(description))
         atomic_write_text(self.root / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
+
+    def update_bidsignore(self) -> Path:
+        """Add the patterns of :data:`BIDSIGNORE` that ``.bidsignore`` lacks (an OUTPUT_DIR of an older qsmapp,
+        or one a user edited: their own lines stay, in their order)."""
+        path = self.root / ".bidsignore"
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        missing = [p for p in BIDSIGNORE if p not in lines]
+        if missing or not path.is_file():
+            atomic_write_text(path, "\n".join(lines + missing) + "\n")
+        return path
 
     @staticmethod
     def generated_by() -> dict:

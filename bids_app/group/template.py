@@ -178,7 +178,7 @@ def _register_task(task: _RegistrationTask):
     return UnitResult(task.name, "ok", outputs=[registration.forward, registration.inverse])
 
 
-def _register_all(names, inputs, target_path, stage_dir, kind, *, n_procs, threads, log_level):
+def _register_all(names, inputs, target_path, stage_dir, kind, *, n_procs, threads, log_level, what=""):
     """Register every input to the target in parallel; (registrations, warped arrays, failures)."""
     from ..execution import run_units
 
@@ -186,7 +186,7 @@ def _register_all(names, inputs, target_path, stage_dir, kind, *, n_procs, threa
                                out_prefix=str(stage_dir / f"{name}_"), kind=kind,
                                warped=str(stage_dir / f"{name}_warped.nii.gz")) for name in names]
     results = run_units(_register_task, tasks, n_procs=n_procs, threads=threads, log_level=log_level,
-                        what=f"{kind} registration to the template")
+                        what=what or f"{kind} registration to the template")
     registrations, warped, failed = {}, {}, {}
     for task, result in zip(tasks, results):
         if result.status != "ok":
@@ -277,15 +277,24 @@ def _shape_update(average, affine, registrations: dict, stage_dir: Path, gradien
     return moved.numpy().astype(np.float32)
 
 
-def _register_round(names, inputs, target_data, grid_affine, stage, kind, all_failed, run):
+def _register_round(names, inputs, target_data, grid_affine, stage, kind, all_failed, run, what=""):
     """Register every image to ``target_data``; the images that registered, their transforms and average."""
     target = _save(stage / "target.nii.gz", target_data, grid_affine)
-    registrations, warped, failed = _register_all(names, inputs, target, stage, kind, **run)
+    registrations, warped, failed = _register_all(names, inputs, target, stage, kind, **run, what=what)
     all_failed.update(failed)
     names = [n for n in names if n in registrations]
     if len(names) < 2:
         raise RuntimeError(f"fewer than 2 images could be registered: {all_failed}")
     return names, registrations, warped, np.mean(np.stack([warped[n] for n in names]), axis=0)
+
+
+def _iterations_left(history, iterations: int) -> str:
+    """``"; about 40 s left (2 iterations)"``: the mean time of the SyN iterations so far × those left."""
+    syn = [h["seconds"] for h in history if h["kind"] == "syn"]
+    left = iterations - len(syn)
+    if not syn or left <= 0:
+        return ""
+    return f"; about {left * sum(syn) / len(syn):.0f} s left ({left} iteration{'s' if left > 1 else ''})"
 
 
 def build_template(images: dict, *, iterations=3, work_dir, n_procs=1, threads=1, gradient_step=0.2,
@@ -347,8 +356,9 @@ def build_template(images: dict, *, iterations=3, work_dir, n_procs=1, threads=1
     # Stage 0: affine alignment to the first image.
     start = time.perf_counter()
     stage = work_dir / "stage-0"
+    what = f"template stage 0/{int(iterations)} (affine registration to {names[0]})"
     names, registrations, warped, average = _register_round(names, inputs, first_data, grid_affine, stage,
-                                                            "affine", all_failed, run)
+                                                            "affine", all_failed, run, what)
     _, _, ncc_affine, _ = _native_average(images, registrations, native_data.shape, native_affine, sharpen_weight)
     history.append({"stage": 0, "kind": "affine", "seconds": time.perf_counter() - start,
                     "mean_ncc": float(np.mean(list(ncc_affine.values())))})
@@ -361,8 +371,9 @@ def build_template(images: dict, *, iterations=3, work_dir, n_procs=1, threads=1
     for iteration in range(1, int(iterations) + 1):
         start = time.perf_counter()
         stage = work_dir / f"stage-{iteration}"
+        what = f"template iteration {iteration}/{int(iterations)} (affine + SyN registration to the template)"
         names, registrations, warped, average = _register_round(names, inputs, current, grid_affine, stage,
-                                                                "syn", all_failed, run)
+                                                                "syn", all_failed, run, what)
         last = iteration == int(iterations)
         if not last:
             average = _shape_update(average, grid_affine, registrations, stage, gradient_step)
@@ -375,9 +386,10 @@ def build_template(images: dict, *, iterations=3, work_dir, n_procs=1, threads=1
             scores = {n: ncc(warped[n], current, support) for n in names}
         history.append({"stage": iteration, "kind": "syn", "seconds": time.perf_counter() - start,
                         "mean_ncc": float(np.mean(list(scores.values())))})
-        LOGGER.info("template iteration %d/%d (affine + SyN, %d images): mean NCC %.3f (%s), %.1f s", iteration,
+        LOGGER.info("template iteration %d/%d (affine + SyN, %d images): mean NCC %.3f (%s), %.1f s%s", iteration,
                     int(iterations), len(names), history[-1]["mean_ncc"],
-                    "final, native grid" if last else "registration grid", history[-1]["seconds"])
+                    "final, native grid" if last else "registration grid", history[-1]["seconds"],
+                    _iterations_left(history, int(iterations)))
 
     return TemplateResult(template=template.astype(np.float32), affine=native_affine, support=support,
                           transforms=registrations, warped=final_warped,

@@ -1,20 +1,23 @@
 """Group level: study template, maps in template space, group ROI tables and plots.
 
 Reads the participant outputs in OUTPUT_DIR (never modifies them) and the first-echo GRE magnitudes in
-BIDS_DIR; writes everything under ``OUTPUT_DIR/group/`` (atomic writes) plus the run log and provenance
-under ``OUTPUT_DIR/logs/``::
+BIDS_DIR; writes the template in TemplateFlow's layout under ``OUTPUT_DIR/tpl-study/`` (BIDS derivative
+"template" folders: the validator accepts every image there), each unit's maps in template space beside its
+participant outputs (new files only, as fMRIPrep's ``space-`` outputs; the participant outputs themselves
+are never modified), the tables and the report under ``OUTPUT_DIR/group/`` (atomic writes), the run log and
+provenance under ``OUTPUT_DIR/logs/``::
 
-    group/README
-    group/tpl-study_desc-magnitude_T2starw.nii.gz (+ .json)    sharpened average brain magnitude
-    group/tpl-study_desc-brain_mask.nii.gz                      voxels inside ≥ half of the warped masks
-    group/tpl-study_desc-mean_Chimap.nii.gz, _desc-sd_Chimap    average / SD of QSM in template space (ppm)
-    group/tpl-study_desc-mean_{R2starmap,T2starmap,swi}.nii.gz  when every template unit has them
-    group/tpl-study_dseg.nii.gz                                 majority vote of the warped dseg (if all have one)
-    group/desc-template_ncc.tsv                                 NCC of each warped unit with the template
-    group/sub-<l>[/ses-<s>]/<unit>_space-study_<suffix>.nii.gz  maps of each unit in template space
-    group/sub-<l>[/ses-<s>]/<unit>_from-GRE_to-study_mode-image_xfm.{mat,nii.gz} and from-study_to-GRE
+    tpl-study/template_description.json                          TemplateFlow description (grid of res-01)
+    tpl-study/tpl-study_res-01_desc-brain_T2starw.nii.gz (+ .json) sharpened average brain magnitude
+    tpl-study/tpl-study_res-01_desc-brain_mask.nii.gz            voxels inside ≥ half of the warped masks
+    tpl-study/tpl-study_res-01_desc-{mean,sd}_Chimap.nii.gz      average / SD of QSM in template space (ppm)
+    tpl-study/tpl-study_res-01_desc-mean_{R2starmap,T2starmap,swi}.nii.gz  when every template unit has them
+    tpl-study/tpl-study_res-01_dseg.nii.gz                       majority vote of the warped dseg (if all have one)
+    sub-<l>[/ses-<s>]/anat/<unit>_space-study_<suffix>.nii.gz    maps of each unit in template space
+    sub-<l>[/ses-<s>]/anat/<unit>_from-GRE_to-study_mode-image_xfm.{mat,nii.gz} and from-study_to-GRE
+    group/desc-template_ncc.tsv                                  NCC of each warped unit with the template
     group/desc-<kind>_roistats_long.tsv, _wide.tsv (+ .json), desc-<kind>_roistats_boxplot.{png,svg}
-    group/group.html                                            group QC report (IQMs, ROIs, NCC per unit)
+    group/group.html                                             group QC report (IQMs, ROIs, NCC per unit)
 
 Exit codes: 0; 66 (``NoInputError``) when OUTPUT_DIR holds no participant outputs (raised), or fewer than
 two units are usable for the template (returned, after the tables are written).
@@ -43,16 +46,34 @@ from ..group.tables import (KIND_UNITS, LONG_COLUMNS, long_sidecar, long_table, 
 from ..group.template import build_template, majority_labels, normalise_intensity, to_template
 from ..segmentation.templates import downloaded
 from ..execution import UnitResult, attach_run_log, make_work_root
+from ..progress import Progress
 
 LOGGER = logging.getLogger("qsmapp")
 
 __all__ = ["run_group"]
 
 SPACE = "study"
+TEMPLATE_DIR = f"tpl-{SPACE}"  # TemplateFlow layout: OUTPUT_DIR/tpl-study/tpl-study_res-01_...
+RESOLUTION = "01"  # one grid (the first unit's); TemplateFlow numbers resolutions, template_description.json says
 REGISTRATION_VOXEL_MM = 2.0  # registrations run at ≥ 2 mm; outputs stay at the first unit's resolution
-TEMPLATE_NAME = "tpl-study_desc-magnitude_T2starw.nii.gz"
 MNI = "MNI152NLin2009cAsym"
 _PLOT_TITLES = {"qsm": "QSM (Chimap)", "r2s": "R2*", "t2s": "T2*"}
+
+
+def template_file(output_dir, suffix: str, *, desc: str | None = None, space: str | None = None,
+                  resolution: str | None = RESOLUTION, extension: str = ".nii.gz") -> Path:
+    """Path of a template file: ``OUTPUT_DIR/tpl-study/tpl-study[_space-X][_res-01][_desc-D]_<suffix>``.
+
+    Entities in BIDS order (tpl, space, res, desc), as TemplateFlow names its files.
+    """
+    parts = [TEMPLATE_DIR] + ([f"space-{space}"] if space else []) + ([f"res-{resolution}"] if resolution else [])
+    parts += ([f"desc-{desc}"] if desc else []) + [suffix]
+    return Path(output_dir) / TEMPLATE_DIR / ("_".join(parts) + extension)
+
+
+def template_image(output_dir) -> Path:
+    """The study template itself (sharpened average brain magnitude)."""
+    return template_file(output_dir, "T2starw", desc="brain")
 
 
 def run_group(*, bids_dir, output_dir, settings, selection, options, command, group=None,
@@ -79,11 +100,12 @@ def run_group(*, bids_dir, output_dir, settings, selection, options, command, gr
         group_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CannotCreateOutputError(f"cannot create {group_dir}: {exc.strerror or exc}") from None
-    for folder in [group_dir, *[p for p in group_dir.rglob("*") if p.is_dir()]]:
+    for folder in [group_dir, *[p for p in group_dir.rglob("*") if p.is_dir()], output_dir / TEMPLATE_DIR]:
         remove_stale_temporaries(folder)  # left by a killed group run
     run_id = "group-" + time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     handler = attach_run_log(output_dir, run_id)
     writer = DerivativesWriter(output_dir, bids_dir=bids_dir)
+    writer.update_bidsignore()  # the participant level of an older qsmapp may have written fewer patterns
     results: list = []
     work_root, remove_work = make_work_root(options.work_dir, run_id, subfolder=run_id)
     code = EXIT_FAILURE  # until a branch below decides (also on KeyboardInterrupt)
@@ -244,7 +266,8 @@ def _template_outputs(writer, group_dir, units, group, options, work_root, log_l
         LOGGER.error("[%s] registration to the template failed: %s; left out", name, message)
     names = [n for n in images if n in result.transforms]
     shape, affine = result.template.shape, result.affine
-    template_uri = f"bids::group/{TEMPLATE_NAME}"
+    root = writer.root
+    template_uri = _derivative_uri(writer, template_image(root))
     written, notes = [], [f"NCC {n}: affine {result.ncc_affine.get(n, float('nan')):.3f}, final {result.ncc[n]:.3f}"
                           for n in names]
     start = time.perf_counter()
@@ -256,10 +279,12 @@ def _template_outputs(writer, group_dir, units, group, options, work_root, log_l
     template_mask = coverage >= max(1, int(np.ceil(len(names) / 2)))
     template = np.where(result.template > 0, result.template, 0.0).astype(np.float32)
     magnitude_sources = [writer.source_uri(by_name[n].magnitude) for n in names]
-    written.append(writer.save_nifti(group_dir / TEMPLATE_NAME, template, affine, sidecar={
+    written.append(_write_template_description(root, names, affine, shape, group))
+    written.append(writer.save_nifti(template_image(root), template, affine, sidecar={
         "Description": "study template: sharpened average of the brain-masked, intensity-normalised (mean 1) "
                        "first-echo GRE magnitudes after iterative affine + SyN registration (ANTs)",
-        "Units": "arbitrary", "SkullStripped": True, "Sources": magnitude_sources,
+        "Units": "arbitrary", "SkullStripped": True, "Resolution": _resolution_text(affine),
+        "Sources": magnitude_sources,
         "TemplateIterations": int(group.template_iterations),
         "Registration": "antspyx: affine (Mattes MI), then affine + SyN (CC, radius 2) per iteration; "
                         f"registrations on images resampled to {REGISTRATION_VOXEL_MM} mm when finer",
@@ -268,10 +293,10 @@ def _template_outputs(writer, group_dir, units, group, options, work_root, log_l
         "MeanNCCAffineOnly": float(np.mean([result.ncc_affine[n] for n in names if n in result.ncc_affine])),
         "History": result.history,
     }))
-    written.append(writer.save_nifti(group_dir / "tpl-study_desc-brain_mask.nii.gz", template_mask, affine,
+    written.append(writer.save_nifti(template_file(root, "mask", desc="brain"), template_mask, affine,
                                      dtype=np.uint8, sidecar={
         "Description": "voxels inside the brain masks of at least half of the units (in template space)",
-        "Type": "Brain", "SpatialReference": template_uri,
+        "Type": "Brain", "SpatialReference": template_uri, "Resolution": _resolution_text(affine),
         "Sources": [_derivative_uri(writer, by_name[n].mask) for n in names]}))
     ncc_rows = [{"unit": n, "ncc_affine": result.ncc_affine.get(n), "ncc": result.ncc[n]} for n in names]
     written.append(writer.save_tsv(group_dir / "desc-template_ncc.tsv", ncc_rows, ["unit", "ncc_affine", "ncc"]))
@@ -292,9 +317,9 @@ def _template_outputs(writer, group_dir, units, group, options, work_root, log_l
     warped_dseg = {}
     for name in names:
         unit = by_name[name]
-        folder = _unit_group_dir(group_dir, unit)
+        folder = unit.anat_dir  # beside the participant outputs, as fMRIPrep's space- files (new files only)
         written += _save_transforms(result.transforms[name], folder, f"{name}_", "GRE", SPACE)
-        spatial = {"SpatialReference": template_uri}
+        spatial = {"SpatialReference": template_uri, "SkullStripped": True}
         written.append(writer.save_nifti(folder / f"{name}_space-{SPACE}_desc-magnitude_T2starw.nii.gz",
                                          result.warped[name], affine, sidecar={
             **spatial, "Description": "brain-masked, normalised first-echo magnitude in template space",
@@ -334,26 +359,25 @@ def _template_outputs(writer, group_dir, units, group, options, work_root, log_l
             sidecar = {"Description": f"{what} of the units' {suffix} in template space, over the units whose "
                                       "brain mask covers the voxel (zero outside the template mask)",
                        "Units": units_of, "SpatialReference": template_uri, "NumberOfUnits": len(names),
-                       "Sources": sources}
-            written.append(writer.save_nifti(group_dir / f"tpl-study_desc-{desc}_{suffix}.nii.gz", data, affine,
-                                             sidecar=sidecar))
+                       "SkullStripped": True, "Resolution": _resolution_text(affine), "Sources": sources}
+            written.append(writer.save_nifti(template_file(root, suffix, desc=desc), data, affine, sidecar=sidecar))
     if with_dseg:
         consensus = majority_labels([warped_dseg[n] for n in names])
         sidecar = {"Description": "voxel-wise majority vote of the units' dseg in template space",
-                   "SpatialReference": template_uri,
+                   "SpatialReference": template_uri, "Resolution": _resolution_text(affine),
                    "Sources": [_derivative_uri(writer, by_name[n].dseg) for n in names]}
-        written.append(writer.save_nifti(group_dir / "tpl-study_dseg.nii.gz", consensus, affine, dtype=np.int16,
+        written.append(writer.save_nifti(template_file(root, "dseg"), consensus, affine, dtype=np.int16,
                                          sidecar=sidecar))
-    stale = sorted({p.name.split("_space-")[0].split("_from-")[0] for p in group_dir.glob("sub-*/**/*")
-                    if p.is_file()} - set(names))
+    stale = sorted(_units_in_template_space(root) - set(names))
     if stale:  # never deleted automatically: they may belong to a template a user still needs
-        LOGGER.warning("group/ still holds files of unit(s) %s from an earlier group run; they do not belong to "
-                       "this template: remove them", ", ".join(stale))
+        LOGGER.warning("sub-*/anat/ still holds template-space files (space-%s, _to-%s_) of unit(s) %s from an "
+                       "earlier group run; they do not belong to this template: remove them", SPACE, SPACE,
+                       ", ".join(stale))
     LOGGER.info("template-space maps written (%s) in %.1f s", ", ".join(maps + (["dseg"] if with_dseg else [])),
                 time.perf_counter() - start)
     if group.group_mni:
-        written += _register_to_mni(writer, group_dir, template, affine, template_mask,
-                                    {s: _read_written(group_dir / f"tpl-study_desc-mean_{s}.nii.gz") for s in maps},
+        written += _register_to_mni(writer, root / TEMPLATE_DIR, template, affine, template_mask,
+                                    {s: _read_written(template_file(root, s, desc="mean")) for s in maps},
                                     work_root)
     return [str(p) for p in written], notes
 
@@ -374,9 +398,43 @@ def _map_sidecar(path) -> dict:
     return {k: data[k] for k in ("Units",) if k in data}
 
 
-def _unit_group_dir(group_dir: Path, unit) -> Path:
-    folder = group_dir / f"sub-{unit.subject}"
-    return folder / f"ses-{unit.session}" if unit.session is not None else folder
+def _units_in_template_space(root: Path) -> set:
+    """Names of the units with template-space files (``_space-study_``, ``_to-study_``) under sub-*/."""
+    patterns = [f"sub-*/{p}" for p in ("anat", "ses-*/anat")]
+    found = set()
+    for pattern in patterns:
+        for folder in root.glob(pattern):
+            for path in folder.iterdir():
+                for marker in (f"_space-{SPACE}_", f"_from-GRE_to-{SPACE}_", f"_from-{SPACE}_to-GRE_"):
+                    if marker in path.name:
+                        found.add(path.name.split(marker)[0])
+    return found
+
+
+def _resolution_text(affine) -> dict:
+    """``Resolution`` sidecar value: what ``res-01`` means (BIDS requires it beside the ``res`` entity)."""
+    zooms = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+    return {RESOLUTION: "grid of the first unit: " + " × ".join(f"{z:.3g}" for z in zooms) + " mm voxels"}
+
+
+def _write_template_description(root: Path, names, affine, shape, group) -> Path:
+    """``tpl-study/template_description.json`` as TemplateFlow writes one (``res`` keys: grid of each res-)."""
+    from ..derivatives.writer import DerivativesWriter, to_json
+
+    affine = np.asarray(affine, dtype=np.float64)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    description = {
+        "Name": "qsmapp study template: average of the participants' brain-masked GRE magnitudes",
+        "Identifier": SPACE,
+        "BIDSVersion": "1.10.0",
+        "TemplateFlowVersion": "1.0.0",
+        "GeneratedBy": [DerivativesWriter.generated_by()],
+        "NumberOfUnits": len(names),
+        "TemplateIterations": int(group.template_iterations),
+        "res": {RESOLUTION: {"origin": [float(x) for x in affine[:3, 3]], "shape": [int(x) for x in shape],
+                             "zooms": [float(round(z, 6)) for z in zooms]}},
+    }
+    return atomic_write_text(root / TEMPLATE_DIR / "template_description.json", to_json(description))
 
 
 def _derivative_uri(writer, path) -> str:
@@ -433,7 +491,9 @@ def _find_mni():
     return None, f"{folder} holds no (downloaded) tpl-{MNI}_res-01_T1w.nii.gz with its _desc-brain_mask.nii.gz"
 
 
-def _register_to_mni(writer, group_dir, template, affine, template_mask, means, work_root) -> list:
+def _register_to_mni(writer, folder, template, affine, template_mask, means, work_root) -> list:
+    """Register the study template to MNI (local TemplateFlow only); transforms and mean maps into ``folder``
+    (``tpl-study/``): ``tpl-study_from-study_to-MNI…_xfm`` and ``tpl-study_space-MNI…_desc-mean_<map>``."""
     from ..interfaces.ants import register
 
     found, why = _find_mni()
@@ -446,15 +506,18 @@ def _register_to_mni(writer, group_dir, template, affine, template_mask, means, 
     mni_mask = _load(mask_path)[0] > 0
     fixed = normalise_intensity(mni_image, mni_mask)
     LOGGER.info("registering the study template to %s (%s)", MNI, image_path)
-    registration = register(fixed, mni_affine, template, affine, kind="syn",
-                            out_prefix=work_root / "mni" / "study_to_mni_")
-    written = _save_transforms(registration, group_dir, "", SPACE, MNI)
+    with Progress(f"study template → {MNI} registration", unit="levels", eta=False) as bar:
+        registration = register(fixed, mni_affine, template, affine, kind="syn",
+                                out_prefix=work_root / "mni" / "study_to_mni_", progress=bar)
+    written = _save_transforms(registration, folder, f"{TEMPLATE_DIR}_", SPACE, MNI)
     for suffix, data in means.items():
         moved = to_template(data, affine, registration, template_shape=mni_image.shape, template_affine=mni_affine)
         sidecar = {"SpatialReference": f"https://templateflow.s3.amazonaws.com/tpl-{MNI}/{image_path.name}",
                    "Description": f"mean {suffix} of the study template carried into {MNI}",
-                   "Sources": [f"bids::group/tpl-study_desc-mean_{suffix}.nii.gz"]}
-        written.append(writer.save_nifti(group_dir / f"tpl-study_space-{MNI}_desc-mean_{suffix}.nii.gz", moved,
+                   "SkullStripped": True,
+                   "Sources": [_derivative_uri(writer, template_file(writer.root, suffix, desc="mean"))]}
+        name = template_file(writer.root, suffix, desc="mean", space=MNI, resolution=None).name
+        written.append(writer.save_nifti(Path(folder) / name, moved,
                                          mni_affine, sidecar=sidecar))
     return written
 
@@ -463,18 +526,23 @@ def _register_to_mni(writer, group_dir, template, affine, template_mask, means, 
 _README = """qsmapp group level
 ==================
 
-tpl-study_desc-magnitude_T2starw.nii.gz   study template (custom space "study"): sharpened average of the
+The study template is in ../tpl-study/ (TemplateFlow layout, custom space "study"); each unit's maps in
+template space are beside its participant outputs (../sub-<l>[/ses-<s>]/anat/); this folder holds the tables,
+plots and the group report.
+
+../tpl-study/template_description.json         TemplateFlow description: the grid of res-01 (origin, shape, zooms)
+../tpl-study/tpl-study_res-01_desc-brain_T2starw.nii.gz   study template: sharpened average of the
                                           brain-masked first-echo GRE magnitudes (intensity-normalised),
                                           built by iterative affine + SyN registration (ANTs)
-tpl-study_desc-brain_mask.nii.gz          voxels inside the brain masks of at least half of the units
-tpl-study_desc-mean_<map>.nii.gz          average of the units' maps (Chimap ppm, R2starmap 1/s, T2starmap s,
-tpl-study_desc-sd_<map>.nii.gz            swi) in template space, and their standard deviation
-tpl-study_dseg.nii.gz                     majority vote of the units' segmentations (when all have one)
-desc-template_ncc.tsv                     registration quality: NCC of each unit with the template
-sub-<l>[/ses-<s>]/                        per unit: <unit>_space-study_<map>.nii.gz (linear interpolation,
+../tpl-study/tpl-study_res-01_desc-brain_mask.nii.gz      voxels inside the brain masks of ≥ half of the units
+../tpl-study/tpl-study_res-01_desc-mean_<map>.nii.gz      average of the units' maps (Chimap ppm, R2starmap 1/s,
+../tpl-study/tpl-study_res-01_desc-sd_<map>.nii.gz        T2starmap s, swi) in template space, and their SD
+../tpl-study/tpl-study_res-01_dseg.nii.gz                 majority vote of the units' segmentations (when all have one)
+../sub-<l>[/ses-<s>]/anat/                per unit: <unit>_space-study_<map>.nii.gz (linear interpolation,
                                           labels with generic-label interpolation) and the transforms
     <unit>_from-GRE_to-study_mode-image_xfm.nii.gz + .mat   antsApplyTransforms -t <.nii.gz> -t <.mat>
     <unit>_from-study_to-GRE_mode-image_xfm.mat + .nii.gz   antsApplyTransforms -t <.mat> -t <.nii.gz>
+desc-template_ncc.tsv                     registration quality: NCC of each unit with the template
 desc-<kind>_roistats_long.tsv             ROI statistics of every unit (kind: qsm, r2s, t2s), one row per label
 desc-<kind>_roistats_wide.tsv             mean per ROI (columns) and unit (rows)
 desc-<kind>_roistats_boxplot.png/.svg     distribution of the ROI means across units

@@ -170,8 +170,8 @@ def run(*, level, bids_dir, output_dir, settings, selection: Selection, options:
     try:
         infos = _lock_units(infos, output_dir, run_id, locks, failures)
         work_root, remove_work = make_work_root(options.work_dir, run_id)
-        LOGGER.info("qsmapp %s: %d unit(s) to process, %d failed the input checks; outputs in %s",
-                    __version__, len(infos), len(failures), output_dir)
+        LOGGER.info("qsmapp %s: %d unit(s) passed the input checks (complete ones are resumed, not redone), %d "
+                    "failed them; outputs in %s", __version__, len(infos), len(failures), output_dir)
         tasks = [UnitTask(info, settings, output_dir, bids_dir, work_root / info.unit.name, options.resume,
                           threads=options.threads_per_unit(), device=options.device,
                           nextqsm_weights=options.nextqsm_weights)

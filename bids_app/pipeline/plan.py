@@ -212,7 +212,8 @@ def _backend(settings) -> str:
     from ..segmentation import available_backend
 
     backend = available_backend(settings.seg_backend, template=settings.seg_template)
-    return backend if backend == settings.seg_backend else f"{backend} (auto)"
+    # say which backend runs: "atlas (auto)" read as if "auto" were a backend of its own
+    return backend if backend == settings.seg_backend else f"{backend} (chosen by --seg-backend auto)"
 
 
 def describe(infos, failures, settings: Settings) -> str:

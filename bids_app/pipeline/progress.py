@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from contextlib import contextmanager
 
+from ..progress import Progress, heartbeat_seconds
+
 LOGGER = logging.getLogger("qsmapp")
 
-
-def heartbeat_seconds() -> float:
-    """Interval of the "still running" lines of a long step (``QSMAPP_HEARTBEAT_S``, default 30; 0 = off)."""
-    try:
-        return float(os.environ.get("QSMAPP_HEARTBEAT_S", "30"))
-    except ValueError:
-        return 30.0
+__all__ = ["UnitProgress", "heartbeat_seconds"]
 
 
 class UnitProgress:
@@ -35,30 +30,41 @@ class UnitProgress:
         self.logger.warning("[%s] " + message, self.unit_name, *args)
 
     @contextmanager
-    def step(self, name: str):
-        """Time a step; while it runs longer than the heartbeat interval, log a line per interval with the
-        elapsed time (and, for a step that ran before in this unit, the expected remaining time)."""
+    def step(self, name: str, total: int | None = None, unit: str = "", eta: bool = True):
+        """Time a step; yield its :class:`~bids_app.progress.Progress` (``.callback`` for the algorithms that
+        report iterations, ``.update`` for stages).
+
+        On a terminal the step's bar shows what it reports. While the step runs longer than the heartbeat
+        interval, a line per interval goes to the log: the reported progress with its ETA, or, for a step
+        that reports nothing, the elapsed time (and the expected remaining time when the step ran before
+        in this unit).
+        """
         self.info("%s ...", name)
         start = time.perf_counter()
         stop = threading.Event()
         interval = heartbeat_seconds()
         previous = self.timings.get(name)
+        bar = Progress(f"[{self.unit_name}] {name}", total, unit=unit, logger=self.logger, interval=0, eta=eta)
 
         def beat():
             while not stop.wait(interval):
+                if bar.done:
+                    bar.log_line()
+                    continue
                 elapsed = time.perf_counter() - start
-                eta = f", about {max(previous - elapsed, 0):.0f} s left" if previous else ""
-                self.info("%s: still running, %.0f s%s", name, elapsed, eta)
+                left = f", about {max(previous - elapsed, 0):.0f} s left" if previous else ""
+                self.info("%s: still running, %.0f s%s", name, elapsed, left)
 
         thread = threading.Thread(target=beat, daemon=True) if interval > 0 else None
         if thread is not None:
             thread.start()
         try:
-            yield
+            yield bar
         finally:
             stop.set()
             if thread is not None:
                 thread.join()
+            bar.close()
         seconds = time.perf_counter() - start
         self.timings[name] = self.timings.get(name, 0.0) + seconds
         self.info("%s done (%.1f s)", name, seconds)

@@ -114,25 +114,52 @@ def detrend_active(settings, n_echoes: int) -> bool:
     return active(settings, n_echoes)
 
 
-def _invert(local_ppm, mask, info, settings, name=None):
-    """Dipole inversion with the registry method ``name`` (default ``--qsm-algorithm``)."""
+def _invert(local_ppm, mask, info, settings, name=None, callback=None):
+    """Dipole inversion with the registry method ``name`` (default ``--qsm-algorithm``); ``callback(done, total)``
+    goes to the iterative methods that report their iterations (RTS, TV)."""
     method = methods.get("inversion", name or settings.qsm_algorithm)
     if method.replaces:
         raise ValueError(f"{method.name} does not invert a local field (it removes the background itself)")
-    return method(local_ppm, mask, settings=settings, voxel_size=info.voxel_size, b0_dir=info.b0_dir)
+    return method(local_ppm, mask, settings=settings, voxel_size=info.voxel_size, b0_dir=info.b0_dir,
+                  **_callback_for(method.resolve(), callback))
 
 
-def _tgv(data, info, settings, mask, fields_ppm):
-    """TGV from wrapped phase: per echo, or from the combined B0 map re-wrapped at the mean echo time."""
+def _callback_for(function, callback) -> dict:
+    """``{"callback": callback}`` when ``function`` takes one (the iterative algorithms), else nothing."""
+    import inspect
+
+    if callback is None or "callback" not in inspect.signature(function).parameters:
+        return {}
+    return {"callback": callback}
+
+
+def _tgv(data, info, settings, mask, fields_ppm, progress=None):
+    """TGV from wrapped phase: per echo, or from the combined B0 map re-wrapped at the mean echo time.
+
+    ``progress`` (a :class:`~bids_app.progress.Progress`) counts the iterations of all echoes together.
+    """
     kwargs = dict(voxel_size=info.voxel_size, field_strength=info.field_strength, b0_dir=info.b0_dir,
                   **methods.get("inversion", "tgv").arguments(settings))
     tes = info.echo_times
     if fields_ppm is not None:  # combined: wrap the B0 map's phase at a representative echo time
         te = float(np.mean(tes))
         phase = wrap_phase(2 * np.pi * ppm_to_hz(fields_ppm[0], info.field_strength) * te).astype(np.float32)
-        return inversion.tgv(phase, mask, echo_time=te, **kwargs)
-    maps = [inversion.tgv(data.phase[..., e], mask, echo_time=tes[e], **kwargs) for e in range(len(tes))]
+        return inversion.tgv(phase, mask, echo_time=te, **kwargs, **_echo_callback(progress, 0, 1))
+    maps = [inversion.tgv(data.phase[..., e], mask, echo_time=tes[e], **kwargs,
+                          **_echo_callback(progress, e, len(tes))) for e in range(len(tes))]
     return np.mean(maps, axis=0).astype(np.float32)
+
+
+def _echo_callback(progress, echo: int, n_echoes: int) -> dict:
+    """TGV callback of echo ``echo`` of ``n_echoes``: iterations of all echoes on one count (ETA over all)."""
+    if progress is None:
+        return {}
+
+    def callback(done, total):
+        progress.update(echo * total + done, n_echoes * total, note=f"echo {echo + 1}/{n_echoes}" if n_echoes > 1
+                        else "")
+
+    return {"callback": callback}
 
 
 _NETWORKS: dict = {}  # NeXtQSM networks per weights folder, loaded once per worker process
@@ -157,29 +184,29 @@ def _reconstruct_pass(data, info, settings, plan, mask, fields, progress, label,
     Returns (χ ppm, valid-χ mask, local field ppm or None for the combined methods).
     """
     if plan.inversion == "nextqsm":
-        with progress.step(f"{label}: NeXtQSM (background removal + inversion)"):
+        with progress.step(f"{label}NeXtQSM (background removal + inversion)"):
             chi = _nextqsm(info, mask, fields, **(nextqsm_options or {}))
         return chi, mask, None
     if plan.inversion == "tgv":
-        with progress.step(f"{label}: TGV"):
-            chi = _tgv(data, info, settings, mask, fields)
+        with progress.step(f"{label}TGV", unit="iterations") as bar:
+            chi = _tgv(data, info, settings, mask, fields, bar)
         return chi, mask & (chi != 0), None
     chis, masks, locals_ = [], [], []
     for field_ppm in fields:
         if plan.detrend:  # the phase offset first, so that background removal does not try to explain it
             field_ppm, _ = background.polynomial_detrend(field_ppm, mask, voxel_size=info.voxel_size,
                                                          order=settings.local_field_detrend_order)
-        with progress.step(f"{label}: background removal ({plan.background})"):
+        with progress.step(f"{label}background removal ({plan.background})"):
             local, local_mask = _remove_background(field_ppm, mask, info, settings, plan.background)
         if not local_mask.any():
             raise DataError("background removal left an empty mask (the brain mask is too small or thin)",
                             hint="use fewer --mask-erosions or --bf-algorithm pdf")
         if plan.detrend:  # what is left of the fit's own non-harmonic part, and of the offset
-            with progress.step(f"{label}: local-field detrend (polynomial, degree {settings.local_field_detrend_order})"):
+            with progress.step(f"{label}local-field detrend (polynomial, degree {settings.local_field_detrend_order})"):
                 local, _ = background.polynomial_detrend(local, local_mask, voxel_size=info.voxel_size,
                                                          order=settings.local_field_detrend_order)
-        with progress.step(f"{label}: inversion ({plan.inversion})"):
-            chis.append(_invert(local, local_mask, info, settings, plan.inversion))
+        with progress.step(f"{label}inversion ({plan.inversion})", unit="iterations") as bar:
+            chis.append(_invert(local, local_mask, info, settings, plan.inversion, callback=bar.callback))
         masks.append(local_mask)
         locals_.append(local)
     final_mask = np.logical_and.reduce(masks)
@@ -215,13 +242,15 @@ def reconstruct(data, info, settings: Settings, progress, *, existing_mask=None,
     # The field is estimated once on the largest (filled) mask; both passes reuse it.
     fields, field_parameters = ((None, {}) if plan.field == "wrapped"
                                 else _field_maps_ppm(data, info, settings, plan, filled, progress))
-    chi1, mask1, local1 = _reconstruct_pass(data, info, settings, plan, filled, fields, progress, "pass 1",
-                                            nextqsm_options)
+    two_pass = plan.two_pass and len(pass_masks.masks) > 1
+    # "pass 1: " only when a second pass follows: a single-pass premade has no passes to tell apart
+    chi1, mask1, local1 = _reconstruct_pass(data, info, settings, plan, filled, fields, progress,
+                                            "pass 1: " if two_pass else "", nextqsm_options)
     chi_single = None
     chi, mask, local = chi1, mask1, local1
-    if plan.two_pass and len(pass_masks.masks) > 1:
+    if two_pass:
         reliable = pass_masks.masks[1] & filled
-        chi2, mask2, local2 = _reconstruct_pass(data, info, settings, plan, reliable, fields, progress, "pass 2",
+        chi2, mask2, local2 = _reconstruct_pass(data, info, settings, plan, reliable, fields, progress, "pass 2: ",
                                                 nextqsm_options)
         # Stewart 2022: χ₂ inside the reliable mask, χ₁ elsewhere (the holes and the rim).
         chi = np.where(mask2, chi2, chi1).astype(np.float32)

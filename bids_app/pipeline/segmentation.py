@@ -68,14 +68,16 @@ def segment_unit(task, writer, data, progress) -> GreSegmentation | None:
 
     backend = available_backend(settings.seg_backend, template=settings.seg_template)  # what "auto" resolves to
     with progress.step(f"segmentation of the T1w ({backend} backend"
-                       + (", chosen by auto)" if settings.seg_backend == "auto" else ")")):
+                       + (", chosen by auto)" if settings.seg_backend == "auto" else ")"), unit="levels",
+                       eta=False) as bar:
         seg = segment_t1w(t1w, t1w_affine, backend=settings.seg_backend, t1w_path=unit.t1w, work_dir=work,
                           threads=getattr(task, "threads", 1), device=getattr(task, "device", "auto"),
-                          template=settings.seg_template, atlas=settings.seg_atlas)
+                          template=settings.seg_template, atlas=settings.seg_atlas, progress=bar)
     progress.info("labels from the %s backend (%s): %d labels", seg.backend, seg.description, len(seg.lookup))
-    with progress.step(f"T1w → GRE registration ({settings.seg_registration})"):
+    with progress.step(f"T1w → GRE registration ({settings.seg_registration})", unit="levels", eta=False) as bar:
         registration = register_linear_then(data.magnitude[..., 0], info.affine, t1w, t1w_affine,
-                                            kind=settings.seg_registration, out_prefix=work / "t1w_to_gre_")
+                                            kind=settings.seg_registration, out_prefix=work / "t1w_to_gre_",
+                                            progress=bar)
         registration, registration_note = _plausible_within_subject(registration, progress)
         labels = apply_transforms(seg.labels, t1w_affine, registration.forward, reference_shape=info.shape,
                                   reference_affine=info.affine, interpolation="label")

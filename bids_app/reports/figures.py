@@ -197,6 +197,31 @@ def _percentile(values, q, default):
     return float(np.percentile(values, q)) if values.size else default
 
 
+# Half-width of the QSM grey scale: ±0.15 ppm is the usual display window of brain QSM (deep grey nuclei
+# 0.05–0.2 ppm, veins above), the same for every unit so pages compare at a glance. A percentile of the
+# map alone does not work: at coarse resolution the nuclei are a few voxels, the 99th percentile of |χ| in
+# the mask fell to ~0.07 ppm (the old floor 0.1 then saturated every nucleus white).
+QSM_WINDOW_PPM = 0.15
+_QSM_WINDOW_FLOOR_PPM = 0.02  # a map of nearly zero (failed inversion) still shows its noise, not a flat grey
+
+
+def qsm_window(chi, mask) -> float:
+    """Half-width (ppm) of the symmetric QSM grey scale: :data:`QSM_WINDOW_PPM`, narrowed to the 99.9th
+    percentile of |χ| inside ``mask`` when the map spans less (so a low-contrast map keeps its contrast),
+    never below 0.02 ppm.
+
+    Parameters
+    ----------
+    chi : ndarray
+        Susceptibility map (ppm).
+    mask : ndarray of bool
+        Brain mask (same shape).
+    """
+    values = np.abs(np.asarray(chi, dtype=np.float64)[np.asarray(mask, dtype=bool)])
+    spread = _percentile(values, 99.9, QSM_WINDOW_PPM)
+    return float(max(min(QSM_WINDOW_PPM, spread), _QSM_WINDOW_FLOOR_PPM))
+
+
 def render_reportlets(figures_dir, unit_name, *, affine, voxel_size, chi=None, mask=None, magnitude=None,
                       swi=None, minip=None, r2star=None, labels=None, local_field=None, quality=None,
                       field_strength=None) -> list:
@@ -227,9 +252,10 @@ def render_reportlets(figures_dir, unit_name, *, affine, voxel_size, chi=None, m
     outline_path = save("maskoutline", outline) if outline is not None else None
     if chi is not None:
         chi_r = ras(chi)
-        width = min(max(_percentile(np.abs(chi_r[inside]), 99, 0.15), 0.1), 0.5)
+        width = qsm_window(chi_r, inside)
         made.append(Reportlet("qsm", "QSM (χ)", f"χ in ppm, grey scale −{width:.2f} (black) to +{width:.2f} "
-                              "(white), window from the 99th percentile of |χ| in the mask; red: brain-mask outline.",
+                              f"(white): ±{QSM_WINDOW_PPM} ppm, the usual QSM window, or the 99.9th percentile of "
+                              "|χ| in the mask when the map spans less; red: brain-mask outline.",
                               save("qsm", _grey(layout, np.where(inside, chi_r, 0), -width, width)), outline_path,
                               "mask outline"))
     if mag_r is not None:

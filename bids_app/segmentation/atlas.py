@@ -9,7 +9,7 @@ from ..interfaces.ants import apply_transforms, register_linear_then
 __all__ = ["atlas_segmentation"]
 
 
-def atlas_segmentation(t1w, t1w_affine, template, *, out_prefix) -> np.ndarray:
+def atlas_segmentation(t1w, t1w_affine, template, *, out_prefix, progress=None) -> np.ndarray:
     """Labels of ``template`` on the T1w grid.
 
     The template T1w is registered to the subject T1w (rigid → affine with Mattes mutual information, then
@@ -26,6 +26,8 @@ def atlas_segmentation(t1w, t1w_affine, template, *, out_prefix) -> np.ndarray:
         Template T1w, labels and look-up table.
     out_prefix : str or Path
         Prefix of the transform files.
+    progress : bids_app.progress.Progress, optional
+        Follows the registration (stage, level, iteration).
 
     Returns
     -------
@@ -34,7 +36,7 @@ def atlas_segmentation(t1w, t1w_affine, template, *, out_prefix) -> np.ndarray:
     t1w = np.asarray(t1w, dtype=np.float32)
     moving = template.t1w
     registration = register_linear_then(t1w, t1w_affine, moving, template.t1w_affine, kind="syn",
-                                        out_prefix=out_prefix, same_contrast=True)
+                                        out_prefix=out_prefix, same_contrast=True, progress=progress)
     labels = apply_transforms(template.labels, template.labels_affine, registration.forward,
                               reference_shape=t1w.shape, reference_affine=t1w_affine, interpolation="label")
     known = np.array(sorted(template.lookup), dtype=np.int32)

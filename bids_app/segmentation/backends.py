@@ -56,8 +56,9 @@ def available_backend(requested: str, *, template: str | None) -> str:
 
 
 def segment_t1w(t1w, t1w_affine, *, backend, t1w_path=None, work_dir, threads=1, device="auto",
-                template=None, atlas=None, brain_mask=None) -> T1wSegmentation:
-    """Segment a T1w image with ``backend`` (``auto`` resolved with :func:`available_backend`)."""
+                template=None, atlas=None, brain_mask=None, progress=None) -> T1wSegmentation:
+    """Segment a T1w image with ``backend`` (``auto`` resolved with :func:`available_backend`); ``progress``
+    (a :class:`bids_app.progress.Progress`) follows the template registration of the atlas backend."""
     backend = available_backend(backend, template=template)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,8 @@ def segment_t1w(t1w, t1w_affine, *, backend, t1w_path=None, work_dir, threads=1,
         from .templates import find_template, load_template
 
         labelled = load_template(find_template(template), atlas=atlas)
-        labels = atlas_segmentation(t1w, t1w_affine, labelled, out_prefix=work_dir / "template_to_t1w_")
+        labels = atlas_segmentation(t1w, t1w_affine, labelled, out_prefix=work_dir / "template_to_t1w_",
+                                    progress=progress)
         details = {"Template": labelled.name, "TemplateT1w": str(Path(labelled.t1w_path).resolve()),
                    "TemplateLabels": str(Path(labelled.labels_path).resolve()),
                    "Registration": "ANTs rigid -> affine (mutual information) -> SyN (cross-correlation)"}

@@ -72,12 +72,16 @@ def write_fake_outputs(root: Path, out: Path, subjects, *, with_maps=(), labels_
     return written
 
 
-def tree_hashes(folder: Path, *, exclude=("group", "logs")) -> dict:
-    """SHA-256 of every file under ``folder`` except the group and log folders."""
+GROUP_MARKERS = ("_space-study_", "_from-GRE_to-study_", "_from-study_to-GRE_")  # files the group level adds
+
+
+def tree_hashes(folder: Path, *, exclude=("group", "logs", "tpl-study")) -> dict:
+    """SHA-256 of every file under ``folder`` except the group, template and log folders and the template-space
+    files that the group level adds beside the participant outputs."""
     hashes = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if path.is_file() and relative.parts[0] not in exclude:
+        if path.is_file() and relative.parts[0] not in exclude and not any(m in path.name for m in GROUP_MARKERS):
             hashes[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return hashes
 

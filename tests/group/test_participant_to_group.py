@@ -39,6 +39,7 @@ def test_participant_seg_analysis_then_group(tmp_path):
     assert float(wide["sub-02"]["putamen_left"]) == pytest.approx(
         float(next(r["mean"] for r in per_unit["sub-02"] if r["name"] == "putamen_left")), rel=1e-5)
     assert (group / "desc-r2s_roistats_long.tsv").is_file()
-    assert (group / "tpl-study_dseg.nii.gz").is_file() and (group / "tpl-study_desc-mean_Chimap.nii.gz").is_file()
+    tpl = out / "tpl-study"
+    assert (tpl / "tpl-study_res-01_dseg.nii.gz").is_file() and (tpl / "tpl-study_res-01_desc-mean_Chimap.nii.gz").is_file()
     citations = sorted((out / "logs").glob("run-group-*_citations.md"))[-1].read_text()
     assert "doi:10.1016/j.neuroimage.2009.09.062" in citations

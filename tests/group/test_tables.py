@@ -70,7 +70,7 @@ def test_group_tables_from_participant_tsvs_and_exit_66(dataset, tmp_path):
     # one unit with a QSM and a mask: no template, tables still written, exit 66
     assert code == EXIT_NO_INPUT
     group = out / "group"
-    assert not (group / "tpl-study_desc-magnitude_T2starw.nii.gz").exists()
+    assert not (out / "tpl-study").exists()
     long_rows = read_tsv(group / "desc-qsm_roistats_long.tsv")
     assert list(long_rows[0]) == LONG_COLUMNS
     assert len(long_rows) == sum(len(r) for r in written.values())  # exactly units × labels

@@ -92,9 +92,12 @@ def group_run(tmp_path_factory):
 def test_group_template_outputs_and_registration_quality(group_run):
     code, root, out, before = group_run
     assert code == 0
-    group = out / "group"
-    template = nib.load(str(group / "tpl-study_desc-magnitude_T2starw.nii.gz"))
-    sidecar = json.loads((group / "tpl-study_desc-magnitude_T2starw.json").read_text())
+    group, tpl = out / "group", out / "tpl-study"
+    template = nib.load(str(tpl / "tpl-study_res-01_desc-brain_T2starw.nii.gz"))
+    sidecar = json.loads((tpl / "tpl-study_res-01_desc-brain_T2starw.json").read_text())
+    description = json.loads((tpl / "template_description.json").read_text())
+    assert description["Identifier"] == "study" and description["res"]["01"]["shape"] == [56, 64, 48]
+    assert description["res"]["01"]["zooms"] == pytest.approx([3.0, 3.0, 3.0])
     assert sidecar["NumberOfUnits"] == 3 and all(s.startswith("bids:raw:sub-0") for s in sidecar["Sources"])
     # template sharper than the affine-only average: every unit correlates better with it
     rows = read_tsv(group / "desc-template_ncc.tsv")
@@ -104,19 +107,19 @@ def test_group_template_outputs_and_registration_quality(group_run):
     assert sidecar["MeanNCC"] == pytest.approx(final.mean(), abs=1e-6)
     # maps in template space, with their sidecars
     for subject in ("01", "02", "03"):
-        folder = group / f"sub-{subject}"
+        folder = out / f"sub-{subject}" / "anat"
         for name in ("space-study_Chimap", "space-study_R2starmap", "space-study_desc-brain_mask"):
             meta = json.loads((folder / f"sub-{subject}_{name}.json").read_text())
-            assert meta["SpatialReference"] == "bids::group/tpl-study_desc-magnitude_T2starw.nii.gz"
+            assert meta["SpatialReference"] == "bids::tpl-study/tpl-study_res-01_desc-brain_T2starw.nii.gz"
             assert meta["Sources"][0].startswith(f"bids::sub-{subject}/anat/")
         for direction in ("from-GRE_to-study", "from-study_to-GRE"):
             for extension in (".mat", ".nii.gz"):
                 assert (folder / f"sub-{subject}_{direction}_mode-image_xfm{extension}").is_file()
-    assert json.loads((group / "tpl-study_desc-mean_Chimap.json").read_text())["Units"] == "ppm"
-    assert (group / "tpl-study_desc-mean_R2starmap.nii.gz").is_file()
-    assert not (group / "tpl-study_desc-mean_T2starmap.nii.gz").exists()  # not produced by the participants
-    assert not list(group.rglob("*.qsmapp-tmp*"))
-    # participant outputs untouched
+    assert json.loads((tpl / "tpl-study_res-01_desc-mean_Chimap.json").read_text())["Units"] == "ppm"
+    assert (tpl / "tpl-study_res-01_desc-mean_R2starmap.nii.gz").is_file()
+    assert not (tpl / "tpl-study_res-01_desc-mean_T2starmap.nii.gz").exists()  # not produced by the participants
+    assert not list(out.rglob("*.qsmapp-tmp*"))
+    # participant outputs untouched (the group level only adds its template-space files beside them)
     assert tree_hashes(out) == before
     assert template.shape == (56, 64, 48)
 
@@ -124,7 +127,7 @@ def test_group_template_outputs_and_registration_quality(group_run):
 def _written_transforms(group, subject, direction):
     """The written transform files in antsApplyTransforms order (the from-study_to-GRE .mat is already
     the inverse: never let antspy invert it again)."""
-    stem = group / f"sub-{subject}" / f"sub-{subject}_{direction}_mode-image_xfm"
+    stem = group.parent / f"sub-{subject}" / "anat" / f"sub-{subject}_{direction}_mode-image_xfm"
     if direction == "from-GRE_to-study":
         return [str(stem) + ".nii.gz", str(stem) + ".mat"]
     return [str(stem) + ".mat", str(stem) + ".nii.gz"]
@@ -136,7 +139,7 @@ def test_nuclei_line_up_in_template_space(group_run):
     of the consensus (majority-vote) labels of the template."""
     code, root, out, _ = group_run
     group = out / "group"
-    template = nib.load(str(group / "tpl-study_desc-magnitude_T2starw.nii.gz"))
+    template = nib.load(str(out / "tpl-study" / "tpl-study_res-01_desc-brain_T2starw.nii.gz"))
     voxel = np.sqrt((template.affine[:3, :3] ** 2).sum(axis=0))
     warped, native = {}, {}
     for subject in ("01", "02", "03"):
@@ -167,18 +170,18 @@ def test_nuclei_line_up_in_template_space(group_run):
 def test_template_qsm_is_the_average_and_inverse_transforms_return(group_run):
     code, root, out, _ = group_run
     group = out / "group"
-    mean = nib.load(str(group / "tpl-study_desc-mean_Chimap.nii.gz")).get_fdata()
-    mask = nib.load(str(group / "tpl-study_desc-brain_mask.nii.gz")).get_fdata() > 0
-    maps = [nib.load(str(group / f"sub-{s}" / f"sub-{s}_space-study_Chimap.nii.gz")).get_fdata()
+    mean = nib.load(str(out / "tpl-study" / "tpl-study_res-01_desc-mean_Chimap.nii.gz")).get_fdata()
+    mask = nib.load(str(out / "tpl-study" / "tpl-study_res-01_desc-brain_mask.nii.gz")).get_fdata() > 0
+    maps = [nib.load(str(out / f"sub-{s}" / "anat" / f"sub-{s}_space-study_Chimap.nii.gz")).get_fdata()
             for s in ("01", "02", "03")]
-    masks = [nib.load(str(group / f"sub-{s}" / f"sub-{s}_space-study_desc-brain_mask.nii.gz")).get_fdata() > 0
+    masks = [nib.load(str(out / f"sub-{s}" / "anat" / f"sub-{s}_space-study_desc-brain_mask.nii.gz")).get_fdata() > 0
              for s in ("01", "02", "03")]
     everywhere = mask & np.all(masks, axis=0)
     assert everywhere.sum() > 0.5 * mask.sum()
     assert np.allclose(mean[everywhere], np.mean(maps, axis=0)[everywhere], atol=1e-5)
     assert np.all(mean[~mask] == 0)
     # the average QSM resembles the average true χ carried with the same transforms
-    template = nib.load(str(group / "tpl-study_desc-magnitude_T2starw.nii.gz"))
+    template = nib.load(str(out / "tpl-study" / "tpl-study_res-01_desc-brain_T2starw.nii.gz"))
     truths = []
     for subject in ("01", "02", "03"):
         chi, affine = truth(root, subject, "Chimap")
@@ -205,7 +208,7 @@ def test_mni_registration_uses_only_a_local_templateflow(tmp_path, monkeypatch, 
     study = normalise_intensity(study, study_mask)
     out = tmp_path / "out"
     writer = DerivativesWriter(out, bids_dir=root)
-    group = out / "group"
+    group = out / "tpl-study"
     monkeypatch.delenv("TEMPLATEFLOW_HOME", raising=False)
     with caplog.at_level("WARNING", logger="qsmapp"):
         assert _register_to_mni(writer, group, study, study_affine, study_mask, {"Chimap": study}, tmp_path / "w") == []
@@ -224,8 +227,8 @@ def test_mni_registration_uses_only_a_local_templateflow(tmp_path, monkeypatch, 
     carried = {"Chimap": study_mask.astype(np.float32)}
     written = _register_to_mni(writer, group, study, study_affine, study_mask, carried, tmp_path / "w")
     names = {p.name for p in written}
-    assert {f"from-study_to-{MNI}_mode-image_xfm.mat", f"from-study_to-{MNI}_mode-image_xfm.nii.gz",
-            f"from-{MNI}_to-study_mode-image_xfm.mat", f"tpl-study_space-{MNI}_desc-mean_Chimap.nii.gz"} <= names
+    assert {f"tpl-study_from-study_to-{MNI}_mode-image_xfm.mat", f"tpl-study_from-study_to-{MNI}_mode-image_xfm.nii.gz",
+            f"tpl-study_from-{MNI}_to-study_mode-image_xfm.mat", f"tpl-study_space-{MNI}_desc-mean_Chimap.nii.gz"} <= names
     moved = nib.load(str(group / f"tpl-study_space-{MNI}_desc-mean_Chimap.nii.gz"))
     assert moved.shape == other.shape
     native = _dice(study_mask, other_mask > 0)

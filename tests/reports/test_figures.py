@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bids_app.reports.figures import Layout, render_reportlets, to_ras
 
@@ -50,3 +51,35 @@ def test_reportlets_written(tmp_path):
     for reportlet in made:
         assert reportlet.base.stat().st_size > 0 and reportlet.overlay is not None
     assert made[3].overlay_replaces and made[3].overlay.name == "sub-01_desc-minip_qc.png"
+
+
+def _synthetic_chi(nucleus_ppm, vein_ppm=None, noise_ppm=0.01, seed=0):
+    """A 3.5 mm-like brain: tissue noise, a few small 'nuclei' (0.3 % of the mask), optional veins."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.ogrid[:40, :48, :36]
+    mask = ((x - 20) / 16.0) ** 2 + ((y - 24) / 20.0) ** 2 + ((z - 18) / 14.0) ** 2 < 1
+    chi = np.where(mask, rng.normal(0, noise_ppm, mask.shape), 0.0)
+    nuclei = np.zeros(mask.shape, bool)
+    nuclei[14:16, 20:22, 16:18] = nuclei[24:26, 20:22, 16:18] = nuclei[19:21, 30:32, 18:19] = True
+    chi[nuclei] = nucleus_ppm
+    if vein_ppm is not None:
+        chi[20, 10:40, 10] = vein_ppm
+    return chi, mask, nuclei
+
+
+def test_qsm_window_keeps_small_nuclei_below_white_and_is_the_usual_0_15_ppm():
+    from bids_app.reports.figures import QSM_WINDOW_PPM, qsm_window
+
+    chi, mask, nuclei = _synthetic_chi(0.12)
+    width = qsm_window(chi, mask)
+    # the 99th percentile of |χ| is the tissue noise here (~0.03 ppm): a window from it saturated the nuclei
+    assert np.percentile(np.abs(chi[mask]), 99) < 0.04
+    assert 0.12 <= width <= QSM_WINDOW_PPM and np.all(np.abs(chi[nuclei]) <= width)
+    assert np.mean(np.abs(chi[mask]) > width) <= 0.001
+    # veins (0.5 ppm) may saturate: they do not squash the tissue contrast into the middle grey
+    chi, mask, _ = _synthetic_chi(0.12, vein_ppm=0.5)
+    assert qsm_window(chi, mask) == QSM_WINDOW_PPM
+    # a low-contrast map keeps its contrast; a map of nothing still gets a usable window
+    chi, mask, _ = _synthetic_chi(0.03, noise_ppm=0.005)
+    assert 0.02 <= qsm_window(chi, mask) <= 0.035
+    assert qsm_window(np.zeros((8, 8, 8)), np.ones((8, 8, 8), bool)) == pytest.approx(0.02)

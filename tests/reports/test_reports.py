@@ -154,6 +154,13 @@ def test_every_level_validates_after_the_group_level(scenario):
     unexplained = [e for e in nested if not _ignored_by(ignores.get(e.get("dataset"), []), e.get("location", ""))]
     assert unexplained == []
     assert {e["dataset"] for e in nested} <= {"/derivatives/qsmapp/", "/derivatives/ground-truth/"}
+    # the template (TemplateFlow layout) and the maps in template space are valid BIDS on their own: -r
+    # flags none of them (only suffixes BIDS lacks: swi, and TemplateFlow's template_description.json)
+    ours = {e["location"] for e in nested if e["dataset"] == "/derivatives/qsmapp/"}
+    template_space = [p for p in [*out.glob("tpl-study/*"), *out.glob("sub-*/anat/*_space-study_*")]
+                      if "_swi." not in p.name and p.name != "template_description.json"]
+    assert len(template_space) >= 4 * 2 * 4 + 2 * 6
+    assert not ours & {"/" + p.relative_to(out).as_posix() for p in template_space}
 
 
 def test_report_of_a_full_size_unit_is_small_and_fast(tmp_path):
