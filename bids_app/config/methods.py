@@ -63,6 +63,7 @@ class Param:
     length: tuple | None = None  # (min, max) items of a list parameter
     metavar: str | tuple | None = None
     to_argument: Callable | None = None  # setting value → function argument (default: unchanged)
+    describe: Callable | None = None  # setting value → what sidecars and the dry run record (default: unchanged)
 
     @property
     def annotation(self) -> type:
@@ -100,7 +101,8 @@ class Method:
 
     def parameters(self, settings) -> dict:
         """``{setting: value}`` of this method's parameters: what a sidecar records."""
-        return {p.setting: getattr(settings, p.setting) for p in self.params}
+        return {p.setting: p.describe(getattr(settings, p.setting)) if p.describe else getattr(settings, p.setting)
+                for p in self.params}
 
     def __call__(self, *args, settings, **kwargs):
         return self.resolve()(*args, **self.arguments(settings), **kwargs)
@@ -117,6 +119,11 @@ STEPS = {
 def _zero_is_auto(value):
     """A setting of 0 means "let the function choose" (its ``None``)."""
     return None if value == 0 else value
+
+
+def _describe_rts_mu(value):
+    """Sidecar text of ``rts_mu``: 0 is the automatic, noise-dependent weight."""
+    return "auto: min(1e5, 1.5e-3 ppm² / σ²), σ the local field's noise (Immerkær)" if value == 0 else value
 
 
 _BG = "bids_app.algorithms.background:"
@@ -147,7 +154,8 @@ METHODS: tuple[Method, ...] = (
     Method("inversion", "rts", _INV + "rts", "rapid two-step (RTS)", ("rts",), params=(
         Param("rts_delta", "delta", 0.15, "RTS ill-conditioned cone threshold", FRACTION, metavar="D"),
         Param("rts_mu", "mu", 0.0, "RTS step-2 data-consistency weight (1/ppm²) against TV; 0 = from the "
-              "local field's noise, min(1e5, 1.5e-3 / σ²)", NON_NEGATIVE, metavar="MU", to_argument=_zero_is_auto),
+              "local field's noise, min(1e5, 1.5e-3 / σ²)", NON_NEGATIVE, metavar="MU", to_argument=_zero_is_auto,
+              describe=_describe_rts_mu),
         Param("rts_rho", "rho", 10.0, "RTS ADMM penalty", POSITIVE, metavar="RHO"),
         Param("rts_tol", "tol", 1e-4, "RTS tolerance", FRACTION, metavar="TOL"),
         Param("rts_max_iter", "max_iter", 20, "RTS iterations", AT_LEAST_1, metavar="N"),
