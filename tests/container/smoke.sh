@@ -158,6 +158,8 @@ import numpy as np
 a, b = Path(sys.argv[1]), Path(sys.argv[2])
 worst, count = 0.0, 0
 for path in sorted(a.glob("sub-*/**/*_Chimap.nii.gz")):  # not group/ (the host runs participant level only)
+    if "_space-" in path.name:  # template-space maps the group level adds (the host runs participant level only)
+        continue
     other = b / path.relative_to(a)
     diff = np.abs(np.asarray(nib.load(path).dataobj, float) - np.asarray(nib.load(other).dataobj, float)).max()
     worst, count = max(worst, float(diff)), count + 1
